@@ -1,0 +1,152 @@
+"""Batches as the paper and DeepMind's reader form them.
+
+Shapes: B batch, K context views, H x W frames.
+
+Per batch a context size K is drawn uniformly from 1..max_context (or fixed, for evaluation); per
+scene K + 1 distinct views are drawn, the first K are the context and the last the query. All the
+randomness lives in `ViewSampler`, in the main process, as a pure function of (seed, epoch,
+batch): the batches are the same whatever the number of DataLoader workers, and a run can resume
+at any batch without replaying the ones before.
+
+    loader = make_loader(SceneDataset(path), batch_size=36, max_context=5, seed=0, workers=2)
+    for batch in loader:
+        context_x, context_v, query_x, query_v = model_inputs(batch)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from gqn.data.dataset import SceneDataset
+
+
+def viewpoints(cameras: torch.Tensor) -> torch.Tensor:
+    """The official viewpoint v = (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch): (..., 5) -> (..., 7)."""
+    xyz, yaw, pitch = cameras[..., :3], cameras[..., 3:4], cameras[..., 4:5]
+    return torch.cat([xyz, yaw.sin(), yaw.cos(), pitch.sin(), pitch.cos()], dim=-1)
+
+
+def model_inputs(
+    batch: dict[str, torch.Tensor], device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split a batch into context_x (B, K, 3, H, W) in [0, 1], context_v (B, K, 7),
+    query_x (B, 3, H, W) and query_v (B, 7). The uint8 frames travel; floats are made on `device`."""
+    frames = batch["frames"].to(device, non_blocking=True)
+    x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, K+1, 3, H, W)
+    v = viewpoints(batch["cameras"].to(device, non_blocking=True).float())  # (B, K+1, 7)
+    return x[:, :-1], v[:, :-1], x[:, -1], v[:, -1]
+
+
+class ViewSampler(torch.utils.data.Sampler):
+    """Yields batches of (scene index, view indices) for a `SceneDataset`.
+
+    One epoch visits every scene once in a random order (the last partial batch is dropped).
+    `batch_size` is the global batch; under data parallelism rank r of W takes its slice
+    [r * B/W, (r + 1) * B/W), so all ranks together see exactly the batch one process would.
+    context_size fixes K (evaluation); otherwise K ~ U{1..max_context} per batch.
+    """
+
+    def __init__(
+        self,
+        num_scenes: int,
+        views_per_scene: int,
+        batch_size: int,
+        max_context: int = 5,
+        context_size: int | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if not 1 <= (context_size or max_context) < views_per_scene:
+            raise ValueError(
+                f"context size must be 1..{views_per_scene - 1} for {views_per_scene} views per "
+                f"scene, got {context_size or max_context}"
+            )
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+        if batch_size > num_scenes:
+            raise ValueError(f"batch size {batch_size} is larger than the {num_scenes} scenes")
+        self.num_scenes, self.views = num_scenes, views_per_scene
+        self.batch_size, self.max_context, self.context_size = batch_size, max_context, context_size
+        self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
+        self.epoch = 0
+        self.start_batch = 0  # where the next iteration begins in this epoch (for resuming)
+
+    def __len__(self) -> int:
+        return self.num_scenes // self.batch_size
+
+    def batch(self, epoch: int, b: int) -> list[tuple[int, tuple[int, ...]]]:
+        """This rank's part of batch b of an epoch: [(scene, (context views..., query view))]."""
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_scenes)
+        else:
+            order = np.arange(self.num_scenes)
+        scenes = order[b * self.batch_size : (b + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, epoch, b, 1])
+        k = self.context_size or int(rng.integers(1, self.max_context + 1))
+        views = np.argsort(rng.random((len(scenes), self.views)), axis=1)[:, : k + 1]
+        per_rank = self.batch_size // self.world_size
+        lo = self.rank * per_rank
+        return [
+            (int(s), tuple(int(x) for x in v))
+            for s, v in zip(scenes[lo : lo + per_rank], views[lo : lo + per_rank])
+        ]
+
+    def __iter__(self) -> Iterator[list[tuple[int, tuple[int, ...]]]]:
+        epoch, start = self.epoch, self.start_batch
+        for b in range(start, len(self)):
+            self.start_batch = b + 1
+            yield self.batch(epoch, b)
+        self.epoch, self.start_batch = epoch + 1, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the next batch comes from; note a DataLoader with workers reads ahead of use."""
+        return {"epoch": self.epoch, "start_batch": self.start_batch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.start_batch = int(state["epoch"]), int(state["start_batch"])
+
+
+def _identity(batch):
+    return batch
+
+
+def make_loader(
+    dataset: SceneDataset,
+    batch_size: int,
+    max_context: int = 5,
+    context_size: int | None = None,
+    seed: int = 0,
+    workers: int = 0,
+    shuffle: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of batch dicts ({"frames", "cameras"}) from a `ViewSampler` over `dataset`.
+
+    Iterating it runs one epoch; iterate again for the next. Workers are persistent, so each keeps
+    its open files across epochs.
+    """
+    sampler = ViewSampler(
+        len(dataset),
+        dataset.views,
+        batch_size,
+        max_context=max_context,
+        context_size=context_size,
+        seed=seed,
+        shuffle=shuffle,
+        rank=rank,
+        world_size=world_size,
+    )
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=_identity,  # the dataset's __getitems__ already stacks the batch
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )

@@ -1,0 +1,211 @@
+"""`gqn data ...`: look at, check and show GQN datasets in the official TFRecord layout."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import sys
+
+from tqdm import tqdm
+
+from gqn.data.index import record_index
+from gqn.data.layout import LAYOUT, discover
+from gqn.data.table import DATASETS, get_dataset
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from gqn.cli import HelpFormatter
+
+    data = sub.add_parser(
+        "data",
+        help="read, verify and show GQN datasets",
+        description=f"GQN datasets in DeepMind's TFRecord layout: {LAYOUT}\n"
+        f"Known datasets: {', '.join(DATASETS)}",
+        formatter_class=HelpFormatter,
+    )
+    verbs = data.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser(
+        "list",
+        help="the official datasets: frame size, views, files per split",
+        description="The seven official GQN datasets, or the file names of one.\n\n"
+        "examples:\n  gqn data list\n  gqn data list shepard_metzler_5_parts",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("name", nargs="?", metavar="DATASET")
+    p.set_defaults(run=run_list)
+
+    p = verbs.add_parser(
+        "info",
+        help="datasets, splits, files, scenes, views, frame size and bytes under PATH",
+        description="Summarise the GQN data under PATH (a root, dataset or split folder, or a file).\n\n"
+        "example:\n  gqn data info data/shepard_metzler_5_parts",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(run=run_info)
+
+    p = verbs.add_parser(
+        "verify",
+        help="check every CRC and decode every JPEG under PATH",
+        description="Read every record under PATH completely: framing and both CRCs, the Example's\n"
+        "features, every JPEG. Exits 1 if anything is corrupt, naming file and byte offset.\n\n"
+        "example:\n  gqn data verify data/shepard_metzler_5_parts --workers 2",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="processes")
+    p.set_defaults(run=run_verify)
+
+    p = verbs.add_parser(
+        "show",
+        help="a contact sheet of one scene's views with their cameras",
+        description="Write a PNG with every view of one scene, captioned with its camera\n"
+        "(x, y, z, yaw, pitch; angles in degrees).\n\n"
+        "example:\n  gqn data show ../shared/reference --scene 0 --out views.png",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--split", default="test", help="split, where PATH holds several")
+    p.add_argument("--scene", type=int, default=0, help="scene index within the split")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--scale", type=int, default=2, help="enlarge each view this many times")
+    p.set_defaults(run=run_show)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def run_list(args) -> int:
+    if args.name is None:
+        rows = [
+            (d.name, f"{d.image_size}x{d.image_size}", str(d.views), str(d.train_files), str(d.test_files))
+            for d in DATASETS.values()
+        ]
+        print_table(("dataset", "frames", "views", "train files", "test files"), rows)
+        return 0
+    info = get_dataset(args.name)
+    for split in ("train", "test"):
+        names = info.file_names(split)
+        print(f"{info.name}/{split}/{{{names[0]} ... {names[-1]}}} ({len(names)} files)")
+    return 0
+
+
+def run_info(args) -> int:
+    from gqn.data.dataset import SceneDataset
+
+    rows = []
+    for split in discover(args.path):
+        ds = SceneDataset(split.files[0])
+        scenes = sum(len(record_index(f)) for f in split.files)
+        size = sum(os.path.getsize(f) for f in split.files)
+        info = split.info
+        files = f"{len(split.files)}" + (
+            f"/{info.files(split.split)}" if info and split.split in ("train", "test") else ""
+        )
+        rows.append(
+            (
+                split.dataset,
+                split.split,
+                files,
+                f"{scenes}",
+                f"{ds.views}",
+                f"{ds.stored_size}x{ds.stored_size}",
+                human_bytes(size),
+            )
+        )
+    print_table(("dataset", "split", "files", "scenes", "views", "frames", "bytes"), rows)
+    return 0
+
+
+def run_verify(args) -> int:
+    from gqn.data.verify import verify_file
+
+    splits = discover(args.path)
+    files = [f for s in splits for f in s.files]
+    total = sum(os.path.getsize(f) for f in files)
+    errors: list[str] = []
+    scenes = 0
+    with tqdm(total=total, unit="B", unit_scale=True, desc="verify", disable=None, file=sys.stderr) as bar:
+        with (
+            multiprocessing.get_context("spawn").Pool(max(1, args.workers))
+            if args.workers > 1 and len(files) > 1
+            else _Inline() as pool
+        ):
+            reports = {}
+            for report in pool.imap_unordered(verify_file, files):
+                bar.update(report.bytes)
+                reports[report.path] = report
+    for split in splits:
+        views, sizes = set(), set()
+        for f in split.files:
+            r = reports[f]
+            scenes += r.scenes
+            errors += r.errors
+            views |= r.views
+            sizes |= r.sizes
+        where = f"{split.dataset}/{split.split}"
+        info = split.info
+        if info is not None:
+            if views and views != {info.views}:
+                errors.append(f"{where}: scenes have {sorted(views)} views, {info.name} has {info.views}")
+            if sizes and sizes != {(info.image_size, info.image_size)}:
+                errors.append(
+                    f"{where}: frames are {sorted(sizes)}, {info.name} has {info.image_size}x{info.image_size}"
+                )
+        elif len(views) > 1 or len(sizes) > 1:
+            errors.append(f"{where}: scenes differ in views {sorted(views)} or frame sizes {sorted(sizes)}")
+        for problem in split.layout_problems():
+            print(f"note: {where}: {problem}", file=sys.stderr)
+    for e in errors:
+        print(f"problem: {e}")
+    status = "OK" if not errors else f"{len(errors)} problem(s)"
+    print(f"{len(files)} files, {scenes} scenes, {human_bytes(total)}: {status}")
+    return 1 if errors else 0
+
+
+class _Inline:
+    """Stands in for a process pool when one process is enough."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap_unordered(self, fn, items):
+        return map(fn, items)
+
+
+def run_show(args) -> int:
+    from gqn.data.dataset import SceneDataset
+    from gqn.errors import GQNError
+    from gqn.images import grid, save_png
+
+    ds = SceneDataset(args.path, split=args.split)
+    if not 0 <= args.scene < len(ds):
+        raise GQNError(
+            f"--scene {args.scene}: {ds.source.dataset}/{ds.source.split} has scenes 0..{len(ds) - 1}"
+        )
+    scene = ds[args.scene]
+    captions = [
+        f"{i}: {x:+.2f} {y:+.2f} {z:+.2f}\nyaw {math.degrees(yaw):.0f} pitch {math.degrees(pitch):.0f}"
+        for i, (x, y, z, yaw, pitch) in enumerate(scene.cameras.tolist())
+    ]
+    columns = min(5, len(captions))
+    path = save_png(grid(scene.frames, columns, captions, scale=args.scale), args.out)
+    print(f"wrote {path}: scene {args.scene} of {ds.source.dataset}/{ds.source.split}, {len(captions)} views")
+    return 0

@@ -1,0 +1,76 @@
+"""The seven official GQN datasets (DeepMind's gqn-datasets, `data_reader.py`).
+
+Counts are *files* per split. Files are named `{i:0N}-of-{n:0N}.tfrecord` with i from 1 and N the
+number of digits of n, under `<root>/<name>/<split>/`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gqn.errors import GQNError
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    image_size: int  # frames are image_size x image_size x 3
+    views: int  # views (frames and cameras) per scene
+    train_files: int
+    test_files: int
+    size_gb: float | None = None  # approximate size of both splits in the public bucket
+
+    def files(self, split: str) -> int:
+        return {"train": self.train_files, "test": self.test_files}[check_split(split)]
+
+    def file_name(self, split: str, i: int) -> str:
+        """Name of file i (from 1) of a split, e.g. `001-of-900.tfrecord`."""
+        n = self.files(split)
+        if not 1 <= i <= n:
+            raise GQNError(f"{self.name}/{split} has files 1..{n}, not {i}")
+        digits = len(str(n))
+        return f"{i:0{digits}d}-of-{n:0{digits}d}.tfrecord"
+
+    def file_names(self, split: str) -> list[str]:
+        return [self.file_name(split, i) for i in range(1, self.files(split) + 1)]
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in (
+        DatasetInfo("jaco", 64, 11, 3600, 400),
+        DatasetInfo("mazes", 84, 300, 1080, 120),
+        DatasetInfo("rooms_free_camera_with_object_rotations", 128, 10, 2034, 226),
+        DatasetInfo("rooms_ring_camera", 64, 10, 2160, 240),
+        DatasetInfo("rooms_free_camera_no_object_rotations", 64, 10, 2160, 240),
+        DatasetInfo("shepard_metzler_5_parts", 64, 15, 900, 100, size_gb=21.0),
+        DatasetInfo("shepard_metzler_7_parts", 64, 15, 900, 100),
+    )
+}
+
+_FILE_RE = re.compile(r"^(\d+)-of-(\d+)\.tfrecord$")
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    """The table entry for `name`; an unknown name is an error listing the valid ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise GQNError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}") from None
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise GQNError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    return split
+
+
+def parse_file_name(name: str) -> tuple[int, int] | None:
+    """(i, n) of a file named `i-of-n.tfrecord`, or None if the name does not follow the layout."""
+    m = _FILE_RE.match(name)
+    if not m or len(m.group(1)) != len(m.group(2)):
+        return None
+    return int(m.group(1)), int(m.group(2))

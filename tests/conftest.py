@@ -1,0 +1,62 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gqn.data import Scene, write_scenes
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE_FILE = REFERENCE / "shepard_metzler_5_parts" / "test" / "1-of-1.tfrecord"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own index cache, so none sees another's."""
+    monkeypatch.setenv("GQN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+def random_scene(rng, views=15, size=64) -> Scene:
+    """Flat coloured blocks on black (JPEG keeps them well) and cameras on the 10/3 sphere."""
+    frames = np.zeros((views, size, size, 3), np.uint8)
+    for f in frames:
+        x0, y0 = rng.integers(0, size // 2, 2)
+        f[y0 : y0 + size // 3, x0 : x0 + size // 3] = rng.integers(60, 255, 3)
+    yaw = rng.integers(0, 100, views) * np.pi / 50
+    pitch = rng.integers(-45, 48, views) * np.pi / 100
+    r = 10 / 3
+    cameras = np.stack(
+        [-r * np.cos(pitch) * np.cos(yaw), r * np.cos(pitch) * np.sin(yaw), -r * np.sin(pitch), yaw, pitch], 1
+    ).astype(np.float32)
+    return Scene(frames, cameras)
+
+
+def make_dataset(
+    root, name="shepard_metzler_5_parts", files=(3, 2), scenes_per_file=4, views=15, size=64, seed=0
+):
+    """Write `<root>/<name>/{train,test}/i-of-n.tfrecord` with random scenes; returns the dataset folder."""
+    rng = np.random.default_rng(seed)
+    for split, n in zip(("train", "test"), files):
+        folder = Path(root) / name / split
+        folder.mkdir(parents=True, exist_ok=True)
+        digits = len(str(n))
+        for i in range(1, n + 1):
+            scenes = [random_scene(rng, views, size) for _ in range(scenes_per_file)]
+            write_scenes(folder / f"{i:0{digits}d}-of-{n:0{digits}d}.tfrecord", scenes)
+    return Path(root) / name
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    return make_dataset(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def reference_file():
+    assert REFERENCE_FILE.exists(), f"the reference scene is missing: {REFERENCE_FILE}"
+    return str(REFERENCE_FILE)
+
+
+def pytest_configure(config):
+    os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -3,6 +3,7 @@
     gqn data info PATH            what a dataset folder holds
     gqn data verify PATH          check every CRC and decode every JPEG
     gqn data show PATH --scene N --out views.png
+    gqn model --config paper      parameter and FLOP counts of a model config
 
 `python -m gqn` is the same command. Errors in the user's input print one line and exit 1.
 """
@@ -31,7 +32,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gqn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data_commands.add_parser(sub)
+
+    p = sub.add_parser(
+        "model",
+        help="a model config's fields, parameter and FLOP counts",
+        description="Print a model config (a preset or a JSON file), its parameters per network and\n"
+        "the FLOPs of one training example (a multiply-add counts 2).\n\n"
+        "examples:\n  gqn model --config paper\n  gqn model --config small --context 3",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--config", default="small", help="preset (paper, small, tiny) or a .json file")
+    p.add_argument("--context", type=int, default=5, help="context views for the FLOP count")
+    p.add_argument("--image-size", type=int, default=None, help="frame size (default: the config's)")
+    p.set_defaults(run=run_model)
     return parser
+
+
+def run_model(args) -> int:
+    from gqn.model import GQN, count_flops, count_parameters, get_config
+
+    config = get_config(args.config)
+    model = GQN(config)
+    print(f"config {args.config}:")
+    for key, value in config.to_dict().items():
+        print(f"  {key:<15} {value}")
+    print("parameters:")
+    for name, n in count_parameters(model).items():
+        print(f"  {name:<15} {n:>12,}")
+    size = args.image_size or config.image_size
+    flops = count_flops(model, context=args.context, image_size=size)
+    print(f"FLOPs per example ({size}x{size}, {args.context} context views):")
+    print(f"  {'forward':<15} {flops['forward'] / 1e9:>10.2f} G")
+    print(f"  {'train step':<15} {flops['train'] / 1e9:>10.2f} G  (forward + backward)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gqn.data import Scene, write_scenes
 
@@ -12,9 +13,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(autouse=True)
-def _cache_dir(tmp_path_factory, monkeypatch):
-    """Every test gets its own index cache, so none sees another's."""
+def _isolated(tmp_path_factory, monkeypatch):
+    """Every test gets its own index cache and starts from the same torch seed."""
     monkeypatch.setenv("GQN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    torch.manual_seed(0)
 
 
 def random_scene(rng, views=15, size=64) -> Scene:

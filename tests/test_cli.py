@@ -55,8 +55,20 @@ def test_python_dash_m_and_bad_flag():
     assert run.returncode == 0 and run.stdout.startswith("gqn ")
 
 
-@pytest.mark.parametrize("verb", ["list", "info", "verify", "show"])
+@pytest.mark.parametrize("verb", ["data list", "data info", "data verify", "data show", "model"])
 def test_every_verb_has_an_example_in_its_help(verb, capsys):
     with pytest.raises(SystemExit):
-        main(["data", verb, "--help"])
-    assert "gqn data " + verb in capsys.readouterr().out
+        main([*verb.split(), "--help"])
+    assert "gqn " + verb in capsys.readouterr().out
+
+
+def test_model_command_prints_counts(capsys):
+    assert main(["model", "--config", "tiny", "--context", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "  L               2" in out
+    from gqn.model import GQN, PRESETS, count_parameters
+
+    total = count_parameters(GQN(PRESETS["tiny"]))["total"]
+    assert f"  total           {total:>12,}" in out
+    assert main(["model", "--config", "nope"]) == 1
+    assert "unknown config 'nope'" in capsys.readouterr().err

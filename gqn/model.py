@@ -1,0 +1,465 @@
+"""The Generative Query Network (Eslami et al., "Neural scene representation and rendering",
+Science 2018): representation network, generation network, inference network and the ELBO.
+
+Shapes, used throughout this file:
+  B batch, K context views, H x W frames (3 channels), h x w = H/4 x W/4 the generation grid,
+  L generation steps, Cr representation channels, Ch LSTM hidden channels, Cu canvas channels,
+  Cz latent channels. v is the 7-D viewpoint (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch).
+
+    model = GQN(PRESETS["small"])
+    out = model(context_x, context_v, query_x, query_v, sigma=0.7)   # out["loss"], ["nll"], ["kl"]
+    x = model.sample(context_x, context_v, query_v)                  # a draw from the prior
+
+The generation loop follows the supplementary material's pseudo-code: at step l the prior comes
+from the generator state h_g, the inference core sees [x_q, v_q, r, h_g, u] and gives the
+posterior, z ~ posterior, the generator core takes [v_q, r, z], and the canvas grows by a
+transposed convolution of the new h_g. The mean image is a 1x1 convolution of the final canvas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gqn.errors import GQNError
+
+V_DIM = 7  # the official viewpoint encoding
+X_CHANNELS = 3
+SCALE = 4  # the generation grid is 1/4 of the image resolution
+
+
+@dataclass(frozen=True)
+class GQNConfig:
+    image_size: int = 64  # frames the model is built for (H = W); any multiple of 4 runs
+    representation: str = "tower"  # "tower", "pool" (tower, averaged to 1x1) or "pyramid"
+    r_channels: int = 256  # Cr: channels of the scene representation r
+    h_channels: int = 256  # Ch: hidden (and cell) channels of both convolutional LSTM cores
+    u_channels: int = 256  # Cu: channels of the canvas u, at full resolution
+    z_channels: int = 64  # Cz: latent channels per grid position and step
+    L: int = 12  # generation steps
+    kernel_size: int = 5  # the cores' convolutions, and the prior's and posterior's
+    shared_core: bool = True  # one generation and one inference core for all L steps, or L of each
+
+    def __post_init__(self):
+        if self.representation not in REPRESENTATIONS:
+            raise GQNError(
+                f"representation {self.representation!r} is not one of {', '.join(REPRESENTATIONS)}"
+            )
+        if self.image_size % SCALE or self.image_size < 8:
+            raise GQNError(f"image_size {self.image_size} is not a multiple of 4 (at least 8)")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (not isinstance(value, int) or value < 1):
+                raise GQNError(f"config field {f.name} must be a positive integer, got {value!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> GQNConfig:
+        """Build from a dict; an unknown key is an error naming it and the valid ones."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise GQNError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------
+# Representation networks (supplementary Fig. S1): x (B, 3, H, W), v (B, 7) -> r (B, Cr, ., .)
+
+
+class Tower(nn.Module):
+    """The "tower": r at 1/4 resolution, v joined at the second stage, two residual connections."""
+
+    def __init__(self, r: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(X_CHANNELS, r, 2, stride=2)
+        self.conv2 = nn.Conv2d(r, r, 2, stride=2)  # skip
+        self.conv3 = nn.Conv2d(r, r // 2, 3, padding=1)
+        self.conv4 = nn.Conv2d(r // 2, r, 2, stride=2)
+        self.conv5 = nn.Conv2d(r + V_DIM, r, 3, padding=1)  # skip
+        self.conv6 = nn.Conv2d(r + V_DIM, r // 2, 3, padding=1)
+        self.conv7 = nn.Conv2d(r // 2, r, 3, padding=1)
+        self.conv8 = nn.Conv2d(r, r, 1)
+
+    def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """x (N, 3, H, W), v (N, 7) -> r (N, Cr, H/4, W/4)."""
+        x = F.relu(self.conv1(x))
+        skip = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        x = F.relu(self.conv4(x)) + skip
+        x = torch.cat([x, v[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+        skip = F.relu(self.conv5(x))
+        x = F.relu(self.conv6(x))
+        x = F.relu(self.conv7(x)) + skip
+        return F.relu(self.conv8(x))
+
+
+class Pool(Tower):
+    """The tower, averaged over space: r (N, Cr, 1, 1)."""
+
+    def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return super().forward(x, v).mean((2, 3), keepdim=True)
+
+
+class Pyramid(nn.Module):
+    """The "pyramid": v joined to every pixel, then 2x2/2, 2x2/2, 2x2/2 and 8x8/8 convolutions."""
+
+    def __init__(self, r: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(X_CHANNELS + V_DIM, r // 8, 2, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(r // 8, r // 4, 2, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(r // 4, r // 2, 2, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(r // 2, r, 8, stride=8),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """x (N, 3, H, W), v (N, 7) -> r (N, Cr, 1, 1); frames over 64 px are averaged to 1x1."""
+        x = torch.cat([x, v[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+        return self.net(x).mean((2, 3), keepdim=True)
+
+
+REPRESENTATIONS = {"tower": Tower, "pool": Pool, "pyramid": Pyramid}
+
+
+# Named presets. `paper`: the sizes of the paper's supplementary material (Eslami et al. 2018,
+# "Model details": r is 16x16x256 from the tower; 12 generation steps of a 5x5 convolutional LSTM
+# with 256 hidden channels; a 256-channel canvas; 64 latent channels per position; one core
+# (C^g_θ, C^e_θ) applied at every step), which DeepMind-faithful ports such as tf-gqn also use.
+# `small` trains usefully on a 2-core CPU in minutes; `tiny` is for tests.
+PRESETS: dict[str, GQNConfig] = {
+    "paper": GQNConfig(),
+    "small": GQNConfig(r_channels=64, h_channels=48, u_channels=48, z_channels=16, L=6),
+    "tiny": GQNConfig(r_channels=16, h_channels=16, u_channels=16, z_channels=4, L=2, kernel_size=3),
+}
+
+
+def get_config(name_or_path: str, **overrides) -> GQNConfig:
+    """A preset by name, or a JSON file of config fields (missing fields take the defaults)."""
+    if name_or_path in PRESETS:
+        config = PRESETS[name_or_path]
+    elif name_or_path.endswith(".json"):
+        try:
+            with open(name_or_path) as f:
+                d = json.load(f)
+        except (OSError, ValueError) as e:
+            raise GQNError(f"{name_or_path}: cannot read config: {e}") from None
+        config = GQNConfig.from_dict(d.get("model", d), where=name_or_path)
+    else:
+        raise GQNError(f"unknown config {name_or_path!r}; presets: {', '.join(PRESETS)}, or a .json file")
+    return replace(config, **overrides) if overrides else config
+
+
+# ----------------------------------------------------------------------------------------------
+# The cores
+
+
+class ConvLSTM(nn.Module):
+    """A convolutional LSTM whose four gates come from one convolution of [input, h].
+
+    The input is in two parts: `fixed`, the same at every step (v_q and r, and x_q for
+    inference), and `step`, new at each step. A convolution is linear, so conv([fixed, step, h])
+    = conv_fixed(fixed) + conv_step([step, h]): the fixed part is convolved once per image
+    (`gates_of`), not L times. A core that only ever runs from the zero state (the first of
+    separate per-step cores) has no weights for h, which would never see anything but zeros.
+    """
+
+    def __init__(self, fixed: int, step: int, hidden: int, kernel: int, zero_state: bool = False):
+        super().__init__()
+        self.fixed = nn.Conv2d(fixed, 4 * hidden, kernel, padding=kernel // 2)
+        step_in = step + (0 if zero_state else hidden)
+        self.step = (
+            nn.Conv2d(step_in, 4 * hidden, kernel, padding=kernel // 2, bias=False) if step_in else None
+        )
+
+    def gates_of(self, fixed: torch.Tensor) -> torch.Tensor:
+        """fixed (B, C, h, w) -> its contribution to the gates (B, 4 Ch, h, w)."""
+        return self.fixed(fixed)
+
+    def forward(
+        self, fixed_gates: torch.Tensor, inputs: list[torch.Tensor], c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """fixed_gates (B, 4 Ch, h, w), inputs [step input..., h] each (B, ., h, w), c (B, Ch, h, w)
+        -> the new (h, c)."""
+        gates = fixed_gates + self.step(torch.cat(inputs, 1)) if inputs else fixed_gates
+        i, f, g, o = gates.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+
+class Constant(nn.Module):
+    """A learned constant (B, C, H, W): what a convolution of the all-zero state gives."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, like: torch.Tensor) -> torch.Tensor:
+        """like (B, ., H, W) -> (B, channels, H, W)."""
+        return self.bias[None, :, None, None].to(like.dtype).expand(like.shape[0], -1, *like.shape[2:])
+
+
+class GenerationCore(nn.Module):
+    """C^g: [v_q, r, z] and its state -> (h_g, c_g); the canvas update Δ(h_g); the prior η^π(h_g).
+
+    zero_state: this core runs only at the first step, from h_g = 0 (separate per-step cores),
+    so its prior is a learned constant and its LSTM has no weights for h_g.
+    """
+
+    def __init__(self, cfg: GQNConfig, zero_state: bool = False):
+        super().__init__()
+        k = cfg.kernel_size
+        self.zero_state = zero_state
+        self.lstm = ConvLSTM(V_DIM + cfg.r_channels, cfg.z_channels, cfg.h_channels, k, zero_state)
+        self.delta = nn.ConvTranspose2d(cfg.h_channels, cfg.u_channels, SCALE, stride=SCALE)
+        self.prior = (
+            Constant(2 * cfg.z_channels)
+            if zero_state
+            else nn.Conv2d(cfg.h_channels, 2 * cfg.z_channels, k, padding=k // 2)
+        )
+
+
+class InferenceCore(nn.Module):
+    """C^e: [x_q, v_q, r, h_g, u] and its state -> (h_e, c_e); the posterior η^e(h_e).
+
+    x_q enters as its 4x4 pixel blocks stacked into 48 channels (lossless, no parameters); the
+    canvas u through a learned 4x4 stride-4 convolution. zero_state: this core runs only at the
+    first step, where h_g, u and h_e are all 0, so it has no weights for them.
+    """
+
+    def __init__(self, cfg: GQNConfig, zero_state: bool = False):
+        super().__init__()
+        k = cfg.kernel_size
+        self.zero_state = zero_state
+        fixed = X_CHANNELS * SCALE * SCALE + V_DIM + cfg.r_channels
+        step = 0 if zero_state else cfg.h_channels + cfg.u_channels
+        self.downsample_u = (
+            None if zero_state else nn.Conv2d(cfg.u_channels, cfg.u_channels, SCALE, stride=SCALE)
+        )
+        self.lstm = ConvLSTM(fixed, step, cfg.h_channels, k, zero_state)
+        self.posterior = nn.Conv2d(cfg.h_channels, 2 * cfg.z_channels, k, padding=k // 2)
+
+
+def gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split (B, 2 Cz, h, w) into mean and standard deviation (softplus keeps it positive)."""
+    mean, pre_std = params.float().chunk(2, 1)
+    return mean, F.softplus(pre_std) + 1e-4
+
+
+def kl_divergence(
+    q_mean: torch.Tensor, q_std: torch.Tensor, p_mean: torch.Tensor, p_std: torch.Tensor
+) -> torch.Tensor:
+    """KL(q || p) of diagonal Gaussians, summed over all but the batch dimension: (B,)."""
+    var_ratio = (q_std / p_std) ** 2
+    kl = 0.5 * (var_ratio + ((q_mean - p_mean) / p_std) ** 2 - 1 - var_ratio.log())
+    return kl.flatten(1).sum(1)
+
+
+def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, sigma: float) -> torch.Tensor:
+    """-log N(x | mean, sigma^2), summed over each image: (B,). The constant at sigma = 0.7 for a
+    64x64x3 image is 12288 (log 0.7 + log(2 pi) / 2) = 6,909 nats, the familiar "floor"."""
+    d = x[0].numel()
+    sq = ((x.float() - mean.float()) ** 2).flatten(1).sum(1)
+    return sq / (2 * sigma**2) + d * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+
+
+class GQN(nn.Module):
+    def __init__(self, config: GQNConfig):
+        super().__init__()
+        self.config = config
+        # One core of each kind for all steps, or one per step (the first sees the zero state only).
+        zero_state = [False] if config.shared_core else [True] + [False] * (config.L - 1)
+        self.representation = REPRESENTATIONS[config.representation](config.r_channels)
+        self.generation = nn.ModuleList(GenerationCore(config, z) for z in zero_state)
+        self.inference = nn.ModuleList(InferenceCore(config, z) for z in zero_state)
+        self.observation = nn.Conv2d(config.u_channels, X_CHANNELS, 1)  # η^g: canvas -> mean image
+
+    # -- stages --------------------------------------------------------------------------------
+
+    def represent(self, context_x: torch.Tensor, context_v: torch.Tensor) -> torch.Tensor:
+        """context_x (B, K, 3, H, W), context_v (B, K, 7) -> r (B, Cr, H/4, W/4) or (B, Cr, 1, 1),
+        the sum of the per-view representations."""
+        self._check(context_x, context_v)
+        b, k = context_x.shape[:2]
+        r = self.representation(context_x.flatten(0, 1), context_v.flatten(0, 1))
+        return r.unflatten(0, (b, k)).sum(1)
+
+    def _fixed_inputs(self, r: torch.Tensor, query_v: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """[v_q, r] broadcast over the grid: (B, 7 + Cr, h, w)."""
+        b = r.shape[0]
+        if r.shape[2:] != grid:
+            r = r.expand(-1, -1, *grid)  # pool and pyramid: one vector for the whole scene
+        return torch.cat([query_v[:, :, None, None].expand(b, -1, *grid), r], 1)
+
+    def _generate(
+        self,
+        r: torch.Tensor,
+        query_v: torch.Tensor,
+        image: tuple[int, int],
+        query_x: torch.Tensor | None = None,
+        z_from: str = "posterior",
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the L steps; returns the mean image (B, 3, H, W) and the KL of each step [(B,)].
+
+        z_from: "posterior" (needs query_x), "posterior_mean", "prior" or "prior_mean".
+        """
+        cfg = self.config
+        b = r.shape[0]
+        grid = (image[0] // SCALE, image[1] // SCALE)
+        fixed = self._fixed_inputs(r, query_v, grid)
+        infer = z_from.startswith("posterior")
+        h_g = r.new_zeros(b, cfg.h_channels, *grid)
+        c_g = torch.zeros_like(h_g)
+        u = r.new_zeros(b, cfg.u_channels, *image)
+        g_gates = [core.lstm.gates_of(fixed) for core in self.generation]
+        if infer:
+            h_e, c_e = torch.zeros_like(h_g), torch.zeros_like(h_g)
+            x_blocks = F.pixel_unshuffle(query_x, SCALE)  # (B, 48, h, w)
+            e_fixed = torch.cat([x_blocks, fixed], 1)
+            e_gates = [core.lstm.gates_of(e_fixed) for core in self.inference]
+        kls = []
+        for step in range(cfg.L):
+            gen = self.generation[step % len(self.generation)]
+            p_mean, p_std = gaussian(gen.prior(h_g))  # π_l from the generator's state
+            if infer:
+                inf = self.inference[step % len(self.inference)]
+                e_inputs = [] if inf.zero_state else [h_g, inf.downsample_u(u), h_e]
+                h_e, c_e = inf.lstm(e_gates[step % len(e_gates)], e_inputs, c_e)
+                q_mean, q_std = gaussian(inf.posterior(h_e))
+                kls.append(kl_divergence(q_mean, q_std, p_mean, p_std))
+                mean, std = q_mean, q_std
+            else:
+                mean, std = p_mean, p_std
+            z = mean if z_from.endswith("_mean") else mean + std * torch.randn_like(std)
+            g_inputs = [z.to(h_g.dtype)] + ([] if gen.zero_state else [h_g])
+            h_g, c_g = gen.lstm(g_gates[step % len(g_gates)], g_inputs, c_g)
+            u = u + gen.delta(h_g)
+        # η^g is linear, as in the paper. A sigmoid here looks harmless but is not: pulling its
+        # output from 0.5 down to a black background makes Adam saturate every LSTM gate within
+        # ~100 steps, after which no gradient reaches r or z (tests/test_model.py overfits a batch).
+        return self.observation(u), kls
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        context_x: torch.Tensor,
+        context_v: torch.Tensor,
+        query_x: torch.Tensor,
+        query_v: torch.Tensor,
+        sigma: float,
+    ) -> dict[str, torch.Tensor]:
+        """The negative ELBO of the query view given the context (Eq. S10 of the supplement).
+
+        context_x (B, K, 3, H, W) in [0, 1], context_v (B, K, 7), query_x (B, 3, H, W),
+        query_v (B, 7), sigma the pixel standard deviation. Returns, as means over the batch,
+        `loss` = `nll` + `kl` (nats per image), `kl_steps` (L,), and `mean` (B, 3, H, W), the
+        reconstruction through the posterior, detached.
+        """
+        r = self.represent(context_x, context_v)
+        mean, kls = self._generate(r, query_v, query_x.shape[2:], query_x, "posterior")
+        nll = gaussian_nll(query_x, mean, sigma)
+        kl_steps = torch.stack(kls, 1)  # (B, L)
+        kl = kl_steps.sum(1)
+        return {
+            "loss": (nll + kl).mean(),
+            "nll": nll.mean(),
+            "kl": kl.mean(),
+            "kl_steps": kl_steps.mean(0),
+            "mse": ((query_x.float() - mean.float()) ** 2).mean(),
+            "mean": mean.detach(),
+        }
+
+    @torch.no_grad()
+    def sample(
+        self, context_x: torch.Tensor, context_v: torch.Tensor, query_v: torch.Tensor, use_mean: bool = False
+    ) -> torch.Tensor:
+        """A prediction of the query view (B, 3, H, W) in [0, 1]: z drawn from the prior at each step (under
+        the torch RNG, so `torch.manual_seed` makes it repeatable), or its mean with use_mean."""
+        r = self.represent(context_x, context_v)
+        mean, _ = self._generate(r, query_v, context_x.shape[3:], None, "prior_mean" if use_mean else "prior")
+        return mean.clamp(0, 1)
+
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        context_x: torch.Tensor,
+        context_v: torch.Tensor,
+        query_x: torch.Tensor,
+        query_v: torch.Tensor,
+        use_mean: bool = False,
+    ) -> torch.Tensor:
+        """The query view (B, 3, H, W) in [0, 1] through the posterior, which sees query_x."""
+        r = self.represent(context_x, context_v)
+        z_from = "posterior_mean" if use_mean else "posterior"
+        return self._generate(r, query_v, query_x.shape[2:], query_x, z_from)[0].clamp(0, 1)
+
+    def _check(self, context_x: torch.Tensor, context_v: torch.Tensor) -> None:
+        if context_x.dim() != 5 or context_x.shape[2] != X_CHANNELS:
+            raise GQNError(f"context_x must be (B, K, 3, H, W), got {tuple(context_x.shape)}")
+        if context_v.shape != (*context_x.shape[:2], V_DIM):
+            raise GQNError(
+                f"context_v must be (B, K, 7) = {(*context_x.shape[:2], V_DIM)}, got {tuple(context_v.shape)}"
+            )
+        h, w = context_x.shape[3:]
+        if h % SCALE or w % SCALE or min(h, w) < 8:
+            raise GQNError(f"frames of {w}x{h} pixels: width and height must be multiples of 4 (at least 8)")
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    """`fp32` (nothing) or `bf16` (torch.autocast: convolutions in bfloat16, losses in float32)."""
+    if precision == "fp32":
+        yield
+    elif precision == "bf16":
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            yield
+    else:
+        raise GQNError(f"precision {precision!r} is not fp32 or bf16")
+
+
+def count_parameters(model: GQN) -> dict[str, int]:
+    """Parameters per network and in total."""
+    parts = {
+        "representation": model.representation,
+        "generation": model.generation,
+        "inference": model.inference,
+        "observation": model.observation,
+    }
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def count_flops(model: GQN, context: int = 5, image_size: int | None = None) -> dict[str, int]:
+    """FLOPs (a multiply-add counts 2) of one training example: forward, and forward + backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = image_size or model.config.image_size
+    x = torch.rand(1, context, X_CHANNELS, size, size)
+    v = torch.rand(1, context, V_DIM)
+    qx, qv = torch.rand(1, X_CHANNELS, size, size), torch.rand(1, V_DIM)
+    with FlopCounterMode(display=False) as fwd:
+        out = model(x, v, qx, qv, sigma=1.0)
+    with FlopCounterMode(display=False) as both:
+        out = model(x, v, qx, qv, sigma=1.0)
+        out["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return {"forward": fwd.get_total_flops(), "train": both.get_total_flops()}

@@ -6,9 +6,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: setup demo test lint bench clean
+# Mesa's offscreen OpenGL for MuJoCo (OSMesa, and EGL as the alternative), from Debian.
+SYSTEM_PACKAGES := libosmesa6 libegl1 libegl-mesa0 libgl1-mesa-dri
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-setup: $(VENV)/.installed
+.PHONY: setup system demo test lint bench clean
+
+setup: system $(VENV)/.installed
+
+system:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); }
 
 # torch is pinned here (the CPU build on this machine's disk); the package itself asks for a range.
 $(VENV)/.installed: pyproject.toml
@@ -33,6 +42,8 @@ test: lint
 
 bench: setup
 	$(PY) benchmarks/data_loading.py
+	$(PY) benchmarks/synth.py
+	$(PY) benchmarks/model_step.py --presets tiny,small
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

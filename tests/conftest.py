@@ -62,3 +62,20 @@ def reference_file():
 
 def pytest_configure(config):
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def assert_shepard_metzler_cameras(cameras: np.ndarray) -> None:
+    """The convention measured on DeepMind's data (../shared/reference/README.md), for every view:
+    on the sphere of radius 10/3, the position formula, yaw k π/50 in [0, 2π), pitch k π/100 in
+    [-0.45π, 0.48π]."""
+    x, y, z, yaw, pitch = cameras.T.astype(np.float64)
+    r = 10 / 3
+    np.testing.assert_allclose(np.sqrt(x**2 + y**2 + z**2), r, atol=1e-5)
+    np.testing.assert_allclose(x, -r * np.cos(pitch) * np.cos(yaw), atol=1e-5)
+    np.testing.assert_allclose(y, r * np.cos(pitch) * np.sin(yaw), atol=1e-5)
+    np.testing.assert_allclose(z, -r * np.sin(pitch), atol=1e-5)
+    k_yaw, k_pitch = yaw / (np.pi / 50), pitch / (np.pi / 100)
+    np.testing.assert_allclose(k_yaw, np.round(k_yaw), atol=1e-4)
+    np.testing.assert_allclose(k_pitch, np.round(k_pitch), atol=1e-4)
+    assert 0 <= yaw.min() and yaw.max() < 2 * np.pi
+    assert -45 <= np.round(k_pitch).min() and np.round(k_pitch).max() <= 48

@@ -1,10 +1,9 @@
 """read_scenes / write_scenes: round trips, the real reference scene, files written by TensorFlow."""
 
-import math
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, random_scene
+from conftest import FIXTURES, assert_shepard_metzler_cameras, random_scene
 
 from gqn.data import Scene, read_scenes, write_scenes
 from gqn.data.table import DATASETS
@@ -16,13 +15,7 @@ def test_reference_scene_reads_as_15_views_on_the_sphere(reference_file):
     (scene,) = list(read_scenes(reference_file))
     assert scene.frames.shape == (15, 64, 64, 3) and scene.frames.dtype == np.uint8
     assert scene.cameras.shape == (15, 5) and scene.cameras.dtype == np.float32
-    x, y, z, yaw, pitch = scene.cameras.T.astype(np.float64)
-    r = 10 / 3
-    np.testing.assert_allclose(np.sqrt(x**2 + y**2 + z**2), r, atol=1e-5)
-    np.testing.assert_allclose(x, -r * np.cos(pitch) * np.cos(yaw), atol=1e-5)
-    np.testing.assert_allclose(y, r * np.cos(pitch) * np.sin(yaw), atol=1e-5)
-    np.testing.assert_allclose(z, -r * np.sin(pitch), atol=1e-5)
-    np.testing.assert_allclose(yaw / (math.pi / 50), np.round(yaw / (math.pi / 50)), atol=1e-4)
+    assert_shepard_metzler_cameras(scene.cameras)
     # The background is black: the corners of every view.
     assert scene.frames[:, :4, :4].max() < 20
 

@@ -26,20 +26,23 @@ class Split:
         return DATASETS.get(self.dataset)
 
     def layout_problems(self) -> list[str]:
-        """How the files differ from the official naming and count, if this is a known dataset."""
+        """How the file names differ from a complete `i-of-n` set and from the official count."""
         names = [os.path.basename(f) for f in self.files]
-        problems = [f"{n}: not named i-of-n.tfrecord" for n in names if parse_file_name(n) is None]
-        info = self.info
-        if info is not None and self.split in SPLITS:
-            expected = set(info.file_names(self.split))
-            missing = len(expected - set(names))
+        parsed = [parse_file_name(n) for n in names]
+        problems = [f"{n}: not named i-of-n.tfrecord" for n, p in zip(names, parsed) if p is None]
+        totals = {p[1] for p in parsed if p}
+        if len(totals) > 1:
+            problems.append(f"files say different totals: {sorted(totals)}")
+        elif totals:
+            (n,) = totals
+            missing = n - len({p[0] for p in parsed if p})
             if missing:
-                problems.append(f"{missing} of {len(expected)} files missing (a partial copy reads fine)")
-            problems += [
-                f"{n}: not a file of {info.name}/{self.split}"
-                for n in names
-                if n not in expected and parse_file_name(n) is not None
-            ]
+                problems.append(f"{missing} of {n} files missing (a partial copy reads fine)")
+            info = self.info
+            if info is not None and self.split in SPLITS and n != info.files(self.split):
+                problems.append(
+                    f"{n} files where the official set has {info.files(self.split)} (synthetic or re-sharded)"
+                )
         return problems
 
 

@@ -27,11 +27,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The main job: render the built-in data (once), train the small model for DEMO_STEPS steps
+# (about 1 s each on 2 cores; re-running continues from the last checkpoint), plot the curves.
+DEMO_STEPS ?= 300
 demo: setup
-	$(VENV)/bin/gqn data list
-	$(VENV)/bin/gqn data info ../shared/reference
-	$(VENV)/bin/gqn data verify ../shared/reference
-	$(VENV)/bin/gqn data show ../shared/reference --scene 0 --out $(OUT)/reference_views.png
+	$(VENV)/bin/gqn data compare $$($(VENV)/bin/gqn data builtin | tail -1) --reference ../shared/reference --out $(OUT)/compare.png
+	$(VENV)/bin/gqn train --config small --precision bf16 --workers 1 --max-steps $(DEMO_STEPS) --run-dir $(OUT)/demo \
+		--resume auto --log-every 10 --eval-every 100 --checkpoint-every 100 --image-every 100
+	$(VENV)/bin/gqn plot $(OUT)/demo --out $(OUT)/curves.png
+	@echo "results in $(OUT)/: compare.png (real vs synthetic), curves.png, demo/ (checkpoints, metrics.jsonl, tensorboard/)"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,8 @@
     gqn data verify PATH          check every CRC and decode every JPEG
     gqn data show PATH --scene N --out views.png
     gqn model --config paper      parameter and FLOP counts of a model config
+    gqn train [--data ROOT/DATASET] [--config small] [--resume RUN]
+    gqn plot RUN_DIR --out curves.png
 
 `python -m gqn` is the same command. Errors in the user's input print one line and exit 1.
 """
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gqn import __version__
@@ -22,6 +25,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gqn import train
     from gqn.data import commands as data_commands
 
     parser = argparse.ArgumentParser(
@@ -32,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gqn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data_commands.add_parser(sub)
+    train.add_parser(sub)
+
+    p = sub.add_parser(
+        "plot",
+        help="training curves of a run (loss, MSE, KL) as a PNG",
+        description="Plot the loss, MSE and KL of a run's metrics.jsonl against the step.\n\n"
+        "example:\n  gqn plot runs/gqn --out curves.png",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.set_defaults(run=run_plot)
 
     p = sub.add_parser(
         "model",
@@ -46,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=None, help="frame size (default: the config's)")
     p.set_defaults(run=run_model)
     return parser
+
+
+def run_plot(args) -> int:
+    from gqn.plots import training_curves
+
+    if not os.path.exists(os.path.join(args.run_dir, "metrics.jsonl")):
+        raise GQNError(f"{args.run_dir}: no metrics.jsonl (is it a run folder of gqn train?)")
+    print(f"wrote {training_curves(args.run_dir, args.out)}")
+    return 0
 
 
 def run_model(args) -> int:

@@ -141,7 +141,7 @@ REPRESENTATIONS = {"tower": Tower, "pool": Pool, "pyramid": Pyramid}
 # `small` trains usefully on a 2-core CPU in minutes; `tiny` is for tests.
 PRESETS: dict[str, GQNConfig] = {
     "paper": GQNConfig(),
-    "small": GQNConfig(r_channels=64, h_channels=48, u_channels=48, z_channels=16, L=6),
+    "small": GQNConfig(r_channels=64, h_channels=32, u_channels=32, z_channels=8, L=6),
     "tiny": GQNConfig(r_channels=16, h_channels=16, u_channels=16, z_channels=4, L=2, kernel_size=3),
 }
 
@@ -315,10 +315,12 @@ class GQN(nn.Module):
         image: tuple[int, int],
         query_x: torch.Tensor | None = None,
         z_from: str = "posterior",
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the L steps; returns the mean image (B, 3, H, W) and the KL of each step [(B,)].
 
         z_from: "posterior" (needs query_x), "posterior_mean", "prior" or "prior_mean".
+        noise: the standard normal draws for z, (L, B, Cz, h, w); drawn from torch's RNG if None.
         """
         cfg = self.config
         b = r.shape[0]
@@ -347,7 +349,11 @@ class GQN(nn.Module):
                 mean, std = q_mean, q_std
             else:
                 mean, std = p_mean, p_std
-            z = mean if z_from.endswith("_mean") else mean + std * torch.randn_like(std)
+            if z_from.endswith("_mean"):
+                z = mean
+            else:
+                eps = torch.randn_like(std) if noise is None else noise[step].to(std)
+                z = mean + std * eps
             g_inputs = [z.to(h_g.dtype)] + ([] if gen.zero_state else [h_g])
             h_g, c_g = gen.lstm(g_gates[step % len(g_gates)], g_inputs, c_g)
             u = u + gen.delta(h_g)
@@ -365,16 +371,19 @@ class GQN(nn.Module):
         query_x: torch.Tensor,
         query_v: torch.Tensor,
         sigma: float,
+        noise: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The negative ELBO of the query view given the context (Eq. S10 of the supplement).
 
         context_x (B, K, 3, H, W) in [0, 1], context_v (B, K, 7), query_x (B, 3, H, W),
-        query_v (B, 7), sigma the pixel standard deviation. Returns, as means over the batch,
+        query_v (B, 7), sigma the pixel standard deviation, noise the posterior draws
+        (`noise_shape`; torch's RNG if None: data-parallel training passes each process its slice
+        of one global draw, so N processes compute exactly what one would). Returns, as means over the batch,
         `loss` = `nll` + `kl` (nats per image), `kl_steps` (L,), and `mean` (B, 3, H, W), the
         reconstruction through the posterior, detached.
         """
         r = self.represent(context_x, context_v)
-        mean, kls = self._generate(r, query_v, query_x.shape[2:], query_x, "posterior")
+        mean, kls = self._generate(r, query_v, query_x.shape[2:], query_x, "posterior", noise)
         nll = gaussian_nll(query_x, mean, sigma)
         kl_steps = torch.stack(kls, 1)  # (B, L)
         kl = kl_steps.sum(1)
@@ -387,15 +396,25 @@ class GQN(nn.Module):
             "mean": mean.detach(),
         }
 
+    def noise_shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
+        """Shape of the standard normal draws for z of a batch: (L, B, Cz, H/4, W/4)."""
+        return (self.config.L, batch, self.config.z_channels, height // SCALE, width // SCALE)
+
     @torch.no_grad()
     def sample(
-        self, context_x: torch.Tensor, context_v: torch.Tensor, query_v: torch.Tensor, use_mean: bool = False
+        self,
+        context_x: torch.Tensor,
+        context_v: torch.Tensor,
+        query_v: torch.Tensor,
+        use_mean: bool = False,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """A prediction of the query view (B, 3, H, W) in [0, 1]: z drawn from the prior at each step (under
-        the torch RNG, so `torch.manual_seed` makes it repeatable), or its mean with use_mean."""
+        """A prediction of the query view (B, 3, H, W) in [0, 1]: z drawn from the prior at each
+        step (under the torch RNG, so `torch.manual_seed` makes it repeatable, or from `noise`),
+        or its mean with use_mean."""
         r = self.represent(context_x, context_v)
-        mean, _ = self._generate(r, query_v, context_x.shape[3:], None, "prior_mean" if use_mean else "prior")
-        return mean.clamp(0, 1)
+        z_from = "prior_mean" if use_mean else "prior"
+        return self._generate(r, query_v, context_x.shape[3:], None, z_from, noise)[0].clamp(0, 1)
 
     @torch.no_grad()
     def reconstruct(

@@ -1,6 +1,5 @@
 """read_scenes / write_scenes: round trips, the real reference scene, files written by TensorFlow."""
 
-
 import numpy as np
 import pytest
 from conftest import FIXTURES, assert_shepard_metzler_cameras, random_scene

@@ -149,4 +149,7 @@ def make_loader(
         num_workers=workers,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
+        # Its own generator: otherwise each new iterator draws a seed from torch's global RNG,
+        # and a resumed run's noise would drift from an uninterrupted one's.
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -80,6 +80,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_synth)
 
     p = verbs.add_parser(
+        "builtin",
+        help="the built-in default data: render it once if needed, print its path",
+        description="The data `gqn train` uses without --data: synthetic shepard_metzler_5_parts,\n"
+        "10,000 train and 500 test scenes, rendered once into the cache (~/.cache/gqn/data).\n\n"
+        "example:\n  gqn data builtin",
+        formatter_class=HelpFormatter,
+    )
+    p.set_defaults(run=run_builtin)
+
+    p = verbs.add_parser(
         "compare",
         help="a contact sheet of synthetic scenes beside a real one",
         description="Write a PNG whose first row is the real reference scene and whose next rows are\n"
@@ -239,6 +249,13 @@ def run_synth(args) -> int:
         scenes_per_file=args.scenes_per_file,
     )
     print(summary)
+    return 0
+
+
+def run_builtin(args) -> int:
+    from gqn.defaults import default_data
+
+    print(default_data())
     return 0
 
 

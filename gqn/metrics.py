@@ -1,0 +1,34 @@
+"""Image metrics in the units we report: MSE and PSNR of [0, 1] images, bits per dimension.
+
+Shapes: B batch, 3 x H x W images with values in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+PSNR_CAP = 100.0  # dB for identical images, where the PSNR would be infinite
+
+
+def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image: (B, 3, H, W) x 2 -> (B,)."""
+    return ((x.float() - y.float()) ** 2).flatten(1).mean(1)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image in dB for a peak of 1, capped at PSNR_CAP: (B,)."""
+    err = mse(x, y)
+    return torch.where(
+        err > 0, -10 * torch.log10(err.clamp_min(1e-30)), torch.full_like(err, PSNR_CAP)
+    ).clamp_max(PSNR_CAP)
+
+
+def bits_per_dim(nats_per_image: float, dims: int) -> float:
+    """Negative log-likelihood in bits per dimension on the 0..255 pixel scale.
+
+    The Gaussian density is over [0, 1]-scaled pixels; on the 0..255 scale every dimension's
+    density is 255 times smaller, which adds log2(255) ~ 8 bits per dimension.
+    """
+    return nats_per_image / (dims * math.log(2)) + math.log2(255)

@@ -1,0 +1,389 @@
+"""`gqn train`: schedules, exact resume, atomic checkpoints, DDP, logs, signals, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_dataset
+
+import gqn.checkpoint
+from gqn.checkpoint import load_checkpoint, save_checkpoint
+from gqn.errors import GQNError
+from gqn.runlog import read_metrics
+from gqn.schedules import linear, lr_at, sigma_at
+from gqn.train import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return str(make_dataset(tmp_path_factory.mktemp("data"), files=(2, 1), scenes_per_file=12))
+
+
+def tiny(data, run_dir, **kw) -> TrainConfig:
+    base = {
+        "data": data,
+        "run_dir": str(run_dir),
+        "config": "tiny",
+        "batch_size": 4,
+        "max_steps": 6,
+        "log_every": 1,
+        "eval_every": 3,
+        "image_every": 3,
+        "checkpoint_every": 3,
+        "workers": 0,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
+def test_schedules_endpoints_and_midpoints():
+    assert (
+        lr_at(0) == 5e-4
+        and lr_at(1_600_000) == pytest.approx(5e-5)
+        and lr_at(5_000_000) == pytest.approx(5e-5)
+    )
+    assert lr_at(800_000) == pytest.approx(2.75e-4)
+    assert (
+        sigma_at(0) == 2.0
+        and sigma_at(200_000) == pytest.approx(0.7)
+        and sigma_at(10**7) == pytest.approx(0.7)
+    )
+    assert sigma_at(100_000) == pytest.approx(1.35)
+    assert linear(5, 1.0, 0.0, 0) == 0.0
+
+
+def test_resume_is_exact(data, tmp_path):
+    straight = train(tiny(data, tmp_path / "a"))
+    train(tiny(data, tmp_path / "b", max_steps=3))
+    resumed = train(tiny(data, tmp_path / "b", resume=str(tmp_path / "b"), workers=2))
+    assert straight.step == resumed.step == 6
+    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    assert [r["step"] for r in b] == list(range(1, 7))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]  # to the bit
+    assert [r["kl"] for r in a] == [r["kl"] for r in b]
+    wa, wb = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for key in wa["model"]:
+        assert torch.equal(wa["model"][key], wb["model"][key]), key
+    assert wa["data"] == wb["data"] and wa["step"] == 6
+
+
+def test_resume_by_step_number_and_keep(data, tmp_path):
+    train(tiny(data, tmp_path, max_steps=9, keep=2))
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["last.pt", "step-00000006.pt", "step-00000009.pt"]
+    result = train(tiny(data, tmp_path, max_steps=10, resume="6"))
+    assert result.step == 10
+    assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, 11))  # 7..9 replaced, not doubled
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    save_checkpoint({"step": 1, "model_config": {}, "w": torch.ones(3)}, tmp_path)
+    real_save = torch.save
+
+    def crash(obj, f):
+        real_save(obj, f)
+        f.truncate(100)  # half written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gqn.checkpoint.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"step": 2, "model_config": {}, "w": torch.zeros(3)}, tmp_path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt", "step-00000001.pt"]
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 1 and torch.equal(state["w"], torch.ones(3))
+
+
+def test_checkpoints_never_run_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "model_config": {}, "x": Payload()}, path)
+    with pytest.raises(GQNError, match=r"evil\.pt: not a readable gqn checkpoint"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(GQNError, match=r"evil\.pt: not a readable gqn checkpoint"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_of_another_config_or_version(data, tmp_path):
+    first = train(tiny(data, tmp_path, max_steps=2))
+    with pytest.raises(
+        GQNError,
+        match=r"last\.pt: trained with another model config \(L: 2 in checkpoint, 6 asked, h_channels: 16",
+    ):
+        train(tiny(data, tmp_path, config="small", max_steps=3, resume=str(tmp_path)))
+    state = torch.load(first.checkpoint, weights_only=True)
+    state["version"] = "9.9.0"
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(GQNError, match=r"old\.pt: written by gqn 9\.9\.0, this is gqn"):
+        load_checkpoint(tmp_path / "old.pt")
+
+
+def test_non_finite_loss_stops_naming_the_step(data, tmp_path, monkeypatch):
+    from gqn.model import GQN
+
+    real = GQN.forward
+    calls = []
+
+    def poisoned(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(GQN, "forward", poisoned)
+    with pytest.raises(
+        GQNError, match=r"non-finite loss at step 3 .*last good checkpoint is .*step-00000002\.pt"
+    ):
+        train(tiny(data, tmp_path, checkpoint_every=2, eval_every=0))
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_tensorboard_events_read_back(data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny(data, tmp_path))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in (
+        "train/loss",
+        "train/nll",
+        "train/kl",
+        "train/kl_step_00",
+        "train/bits_per_dim",
+        "train/mse",
+        "train/psnr",
+        "train/sigma",
+        "train/lr",
+        "train/grad_norm",
+        "train/scenes_per_s",
+        "eval/loss",
+        "eval/prior_mean_psnr",
+    ):
+        assert tag in scalars, tag
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 7))
+    assert events.Tags()["images"] == ["images/context_target_posterior_prior"]
+
+
+def test_unknown_keys_in_a_config_file(data, tmp_path, capsys):
+    from gqn.cli import main
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model": {"L": 2}, "train": {"batchsize": 4}}))
+    assert main(["train", "--data", data, "--config", str(path)]) == 1
+    assert "run.json (train): unknown key(s) batchsize" in capsys.readouterr().err
+
+
+def gqn_cli(*args, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "gqn", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+@pytest.mark.slow
+def test_a_20_step_run_from_the_cli(data, tmp_path):
+    run = gqn_cli(
+        "train",
+        "--data",
+        data,
+        "--config",
+        "tiny",
+        "--batch_size",
+        "4",
+        "--max-steps",
+        "20",
+        "--run-dir",
+        str(tmp_path),
+        "--workers",
+        "2",
+        "--eval-every",
+        "10",
+    )
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .startswith(f"step 20: checkpoint {tmp_path}/checkpoints/step-00000020.pt; loss ")
+    )
+    assert len(read_metrics(tmp_path)) == 2 and len(read_metrics(tmp_path, "eval")) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_a_checkpoint_to_resume_from(data, tmp_path):
+    run = gqn_cli(
+        "train",
+        "--data",
+        data,
+        "--config",
+        "tiny",
+        "--batch_size",
+        "4",
+        "--max-steps",
+        "100000",
+        "--run-dir",
+        str(tmp_path),
+        "--workers",
+        "0",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "100000",
+    )
+    deadline = time.time() + 120
+    while not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text():
+        assert time.time() < deadline and run.poll() is None, run.communicate()
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM, err
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] >= 1 and f"stopped by SIGTERM at step {state['step']}" in out
+    again = gqn_cli(
+        "train",
+        "--resume",
+        str(tmp_path),
+        "--data",
+        data,
+        "--config",
+        "tiny",
+        "--batch_size",
+        "4",
+        "--max-steps",
+        str(state["step"] + 2),
+        "--run-dir",
+        str(tmp_path),
+        "--workers",
+        "0",
+    )
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert f"resumed from {tmp_path}/checkpoints/last.pt at step {state['step']}" in out
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process(data, tmp_path):
+    """torchrun with 2 CPU processes (gloo), 2 scenes each, makes the same update as 1 process with 4."""
+    common = [
+        "--data",
+        data,
+        "--config",
+        "tiny",
+        "--batch_size",
+        "4",
+        "--max-steps",
+        "2",
+        "--workers",
+        "0",
+        "--eval-every",
+        "0",
+        "--log-every",
+        "1",
+    ]
+    one = gqn_cli("train", *common, "--run-dir", str(tmp_path / "one"))
+    assert one.wait(timeout=120) == 0, one.stderr.read()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29517",
+            "-m",
+            "gqn",
+            "train",
+            *common,
+            "--run-dir",
+            str(tmp_path / "two"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    la, lb = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], rel=1e-5)
+
+
+def test_builtin_data_is_rendered_once_and_never_half(monkeypatch):
+    import gqn.synth
+    from gqn.defaults import default_data
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt  # the user gave up half way
+
+    real = gqn.synth.synthesize
+    monkeypatch.setattr(gqn.synth, "synthesize", broken)
+    with pytest.raises(KeyboardInterrupt):
+        default_data(train_scenes=20, test_scenes=5)
+    cache = Path(os.environ["GQN_CACHE_DIR"]) / "data"
+    assert list(cache.iterdir()) == []  # nothing that could pass for a finished render
+    monkeypatch.setattr(gqn.synth, "synthesize", real)
+    path = default_data(train_scenes=20, test_scenes=5)
+    assert path.name == "shepard_metzler_5_parts" and sorted(p.name for p in path.iterdir()) == [
+        "test",
+        "train",
+    ]
+    monkeypatch.setattr(gqn.synth, "synthesize", broken)
+    assert default_data(train_scenes=20, test_scenes=5) == path  # reused, not rendered again
+
+
+def test_plot_command(data, tmp_path, capsys):
+    from PIL import Image
+
+    from gqn.cli import main
+
+    train(tiny(data, tmp_path / "run"))
+    assert main(["plot", str(tmp_path / "run"), "--out", str(tmp_path / "c.png")]) == 0
+    assert Image.open(tmp_path / "c.png").size == (1260, 340)
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "d.png")]) == 1
+    assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_resume_auto_starts_fresh_then_continues(data, tmp_path):
+    first = train(tiny(data, tmp_path, max_steps=3, resume="auto"))
+    assert first.step == 3
+    again = train(tiny(data, tmp_path, max_steps=5, resume="auto"))
+    assert again.step == 5 and [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4, 5]
+    done = train(tiny(data, tmp_path, max_steps=5, resume="auto"))  # nothing left to do
+    assert done.step == 5 and done.checkpoint == tmp_path / "checkpoints" / "last.pt"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for machines without GPUs")
+def test_data_parallel_without_gpus_says_what_to_do(data, capsys):
+    from gqn.cli import main
+
+    assert main(["train", "--data", data, "--config", "tiny", "--data_parallel"]) == 1
+    assert (
+        "there is none; for several CPU processes use: torchrun --nproc-per-node N -m gqn train"
+        in capsys.readouterr().err
+    )

@@ -63,12 +63,16 @@ class GQNConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> GQNConfig:
-        """Build from a dict; an unknown key is an error naming it and the valid ones."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise GQNError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, where)
+
+
+def dataclass_from_dict(cls, d: dict, where: str):
+    """Build a config dataclass from a dict; an unknown key is an error naming it and the valid ones."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise GQNError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    return cls(**d)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from gqn.checkpoint import check_same_model, load_checkpoint, resolve, save_chec
 from gqn.data import SceneDataset, make_loader, model_inputs
 from gqn.errors import GQNError
 from gqn.metrics import bits_per_dim, psnr
-from gqn.model import GQN, autocast, get_config
+from gqn.model import GQN, autocast, dataclass_from_dict, get_config
 from gqn.runlog import RunLog
 from gqn.schedules import linear
 
@@ -92,11 +92,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "train config") -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise GQNError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, where)
 
 
 @dataclass

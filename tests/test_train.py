@@ -200,55 +200,36 @@ def gqn_cli(*args, **kw):
     )
 
 
-@pytest.mark.slow
-def test_a_20_step_run_from_the_cli(data, tmp_path):
-    run = gqn_cli(
+def tiny_cli(data, run_dir, flags: str) -> list[str]:
+    """`gqn train` arguments for the tiny model on `data`, plus `flags`."""
+    return [
         "train",
         "--data",
         data,
+        "--run-dir",
+        str(run_dir),
         "--config",
         "tiny",
         "--batch_size",
         "4",
-        "--max-steps",
-        "20",
-        "--run-dir",
-        str(tmp_path),
-        "--workers",
-        "2",
-        "--eval-every",
-        "10",
-    )
+        *flags.split(),
+    ]
+
+
+@pytest.mark.slow
+def test_a_20_step_run_from_the_cli(data, tmp_path):
+    run = gqn_cli(*tiny_cli(data, tmp_path, "--max-steps 20 --workers 2 --eval-every 10"))
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
-    assert (
-        out.strip()
-        .splitlines()[-1]
-        .startswith(f"step 20: checkpoint {tmp_path}/checkpoints/step-00000020.pt; loss ")
-    )
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"step 20: checkpoint {tmp_path}/checkpoints/step-00000020.pt; loss ")
     assert len(read_metrics(tmp_path)) == 2 and len(read_metrics(tmp_path, "eval")) == 2
 
 
 @pytest.mark.slow
 def test_sigterm_leaves_a_checkpoint_to_resume_from(data, tmp_path):
     run = gqn_cli(
-        "train",
-        "--data",
-        data,
-        "--config",
-        "tiny",
-        "--batch_size",
-        "4",
-        "--max-steps",
-        "100000",
-        "--run-dir",
-        str(tmp_path),
-        "--workers",
-        "0",
-        "--log-every",
-        "1",
-        "--checkpoint-every",
-        "100000",
+        *tiny_cli(data, tmp_path, "--max-steps 100000 --workers 0 --log-every 1 --checkpoint-every 100000")
     )
     deadline = time.time() + 120
     while not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text():
@@ -260,21 +241,7 @@ def test_sigterm_leaves_a_checkpoint_to_resume_from(data, tmp_path):
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] >= 1 and f"stopped by SIGTERM at step {state['step']}" in out
     again = gqn_cli(
-        "train",
-        "--resume",
-        str(tmp_path),
-        "--data",
-        data,
-        "--config",
-        "tiny",
-        "--batch_size",
-        "4",
-        "--max-steps",
-        str(state["step"] + 2),
-        "--run-dir",
-        str(tmp_path),
-        "--workers",
-        "0",
+        *tiny_cli(data, tmp_path, f"--resume {tmp_path} --max-steps {state['step'] + 2} --workers 0")
     )
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
@@ -284,41 +251,23 @@ def test_sigterm_leaves_a_checkpoint_to_resume_from(data, tmp_path):
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process(data, tmp_path):
     """torchrun with 2 CPU processes (gloo), 2 scenes each, makes the same update as 1 process with 4."""
-    common = [
-        "--data",
-        data,
-        "--config",
-        "tiny",
-        "--batch_size",
-        "4",
-        "--max-steps",
-        "2",
-        "--workers",
-        "0",
-        "--eval-every",
-        "0",
-        "--log-every",
-        "1",
-    ]
-    one = gqn_cli("train", *common, "--run-dir", str(tmp_path / "one"))
+    flags = "--max-steps 2 --workers 0 --eval-every 0 --log-every 1"
+    one = gqn_cli(*tiny_cli(data, tmp_path / "one", flags))
     assert one.wait(timeout=120) == 0, one.stderr.read()
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29517",
+        "-m",
+        "gqn",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            "29517",
-            "-m",
-            "gqn",
-            "train",
-            *common,
-            "--run-dir",
-            str(tmp_path / "two"),
-        ],
+        [*torchrun, *tiny_cli(data, tmp_path / "two", flags)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from gqn import __version__
 from gqn.errors import GQNError
+from gqn.files import atomic_write
 
 FORMAT = 1
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
@@ -37,26 +37,13 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(state: dict, run_dir: str | os.PathLike, keep: int = 3) -> Path:
     """Write `state` as step-NNNNNNNN.pt, point last.pt at it, keep the newest `keep` step files."""
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{state['step']:08d}.pt"
-    _atomic_save({"format": FORMAT, "version": __version__, **state}, path)
+    with atomic_write(path) as f:
+        torch.save({"format": FORMAT, "version": __version__, **state}, f)
     link = folder / f"last.pt.{os.getpid()}.tmp"
     if link.exists():
         link.unlink()

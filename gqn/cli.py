@@ -6,6 +6,8 @@
     gqn model --config paper      parameter and FLOP counts of a model config
     gqn train [--data ROOT/DATASET] [--config small] [--resume RUN]
     gqn plot RUN_DIR --out curves.png
+    gqn eval CHECKPOINT --data ROOT/DATASET --context 1,3,5
+    gqn render CHECKPOINT --data ROOT/DATASET --scene 3 [--orbit] --out FILE
 
 `python -m gqn` is the same command. Errors in the user's input print one line and exit 1.
 """
@@ -25,7 +27,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gqn import train
+    from gqn import evaluate, render, train
     from gqn.data import commands as data_commands
 
     parser = argparse.ArgumentParser(
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data_commands.add_parser(sub)
     train.add_parser(sub)
+    evaluate.add_parser(sub)
+    render.add_parser(sub)
 
     p = sub.add_parser(
         "plot",

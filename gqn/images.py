@@ -6,11 +6,12 @@ Shapes: N images, H x W pixels.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from gqn.files import atomic_write
 
 CAPTION_HEIGHT = 12
 
@@ -45,15 +46,6 @@ def grid(
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> str:
     """Save atomically (temporary file, then rename); returns the path."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    with atomic_write(path) as f:
+        image.save(f, format="PNG")
+    return os.fspath(path)

@@ -32,3 +32,22 @@ def bits_per_dim(nats_per_image: float, dims: int) -> float:
     density is 255 times smaller, which adds log2(255) ~ 8 bits per dimension.
     """
     return nats_per_image / (dims * math.log(2)) + math.log2(255)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity per image (Wang et al. 2004): Gaussian window 11, sigma 1.5,
+    K1 = 0.01, K2 = 0.03, peak 1, averaged over channels and valid positions: (B,)."""
+    x, y = x.float(), y.float()
+    c = x.shape[1]
+    g = torch.exp(-((torch.arange(window, dtype=torch.float32) - window // 2) ** 2) / (2 * sigma**2))
+    g = (g / g.sum()).to(x.device)
+    kernel = (g[:, None] * g[None, :]).expand(c, 1, window, window).contiguous()
+
+    def blur(t):
+        return torch.nn.functional.conv2d(t, kernel, groups=c)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
 
+from gqn.files import atomic_write
 from gqn.runlog import read_metrics
 
 PANELS = [
@@ -38,8 +39,7 @@ def training_curves(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:
             ax.set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle(os.path.basename(os.path.abspath(run_dir)), fontsize=10)
-    tmp = f"{out}.tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_write(out) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, out)
     return str(out)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from gqn.files import atomic_write
 
 
 class RunLog:
@@ -37,10 +38,8 @@ class RunLog:
             for line in self.metrics_path.read_text().splitlines()
             if line and json.loads(line)["step"] <= step
         ]
-        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
+        with atomic_write(self.metrics_path, "w") as f:
             f.write("".join(line + "\n" for line in keep))
-        os.replace(tmp, self.metrics_path)
 
     def scalars(self, step: int, split: str, values: dict[str, float]) -> None:
         self.metrics.write(json.dumps({"step": step, "split": split, **values}) + "\n")

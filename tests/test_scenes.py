@@ -1,5 +1,7 @@
 """read_scenes / write_scenes: round trips, the real reference scene, files written by TensorFlow."""
 
+import os
+
 import numpy as np
 import pytest
 from conftest import FIXTURES, assert_shepard_metzler_cameras, random_scene
@@ -79,3 +81,10 @@ def test_files_written_by_tensorflow(name, tmp_path):
     encoded = list(read_scenes(path, decode=False))
     write_scenes(tmp_path / "again.tfrecord", encoded)
     assert (tmp_path / "again.tfrecord").read_bytes() == path.read_bytes()
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    write_scenes(tmp_path / "s.tfrecord", [random_scene(np.random.default_rng(0), views=2, size=16)])
+    assert (tmp_path / "s.tfrecord").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600

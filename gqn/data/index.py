@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 
 import numpy as np
 
 from gqn.data.tfrecord import scan_records
 from gqn.errors import DataError
+from gqn.files import atomic_write
 
 
 def cache_dir() -> str:
@@ -63,10 +63,7 @@ def record_index(path: str | os.PathLike) -> np.ndarray:
 def _save_atomic(path: str, array: np.ndarray) -> None:
     """Write an index so that a reader never sees half of it; a cache we cannot write is skipped."""
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=os.path.dirname(path))
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
     except OSError:
         pass

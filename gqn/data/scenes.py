@@ -13,7 +13,6 @@ Shapes: V views per scene, H x W frames.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 
 from gqn.data.tfrecord import decode_example, encode_example, frame_record, read_records
 from gqn.errors import DataError
+from gqn.files import atomic_write
 
 try:  # libjpeg-turbo through simplejpeg: several times faster than Pillow on small frames
     import simplejpeg
@@ -209,19 +209,9 @@ def write_scenes(path: str | os.PathLike, scenes: Iterable) -> int:
     bytes (written as given), and `.cameras` (V, 5). The file appears only once complete: it is
     written to a temporary name beside it and renamed.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     count = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for scene in scenes:
-                f.write(frame_record(scene_record(scene)))
-                count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        for scene in scenes:
+            f.write(frame_record(scene_record(scene)))
+            count += 1
     return count

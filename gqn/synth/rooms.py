@@ -14,13 +14,14 @@ import math
 
 import numpy as np
 
+from gqn.cameras import ROOM_EYE_HEIGHT, ROOM_RING_RADIUS, ring_cameras
 from gqn.data.scenes import Scene
 from gqn.synth.views import ViewRenderer
 
 HALF = 3.5  # the room spans [-3.5, 3.5] in x and y
 WALL_HEIGHT = 3.0
-EYE = 1.0  # camera height
-RING = 3.0  # ring camera: distance from the centre
+EYE = ROOM_EYE_HEIGHT  # camera height
+RING = ROOM_RING_RADIUS  # ring camera: distance from the centre
 OBJECT_AREA = 2.4  # objects stand within [-2.4, 2.4]^2, at least MIN_GAP apart
 MIN_GAP = 1.3
 MIN_VIEW_DEPTH = 2.5  # a free camera looks at a wall at least this far away, so it sees floor too
@@ -157,10 +158,7 @@ class Rooms:
         v = self.views
         yaw = rng.uniform(0, 2 * math.pi, v)
         if self.camera_mode == "ring":
-            # On the ring, facing the centre of the floor: position = -RING * (cos yaw, -sin yaw).
-            x, y = -RING * np.cos(yaw), RING * np.sin(yaw)
-            z = np.full(v, EYE)
-            pitch = np.full(v, -math.atan2(EYE, RING))
+            return ring_cameras(yaw, RING, EYE)
         else:
             x, y = np.empty(v), np.empty(v)
             for i in range(v):  # anywhere in the room, not facing a wall from up close

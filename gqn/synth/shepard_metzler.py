@@ -12,10 +12,11 @@ import colorsys
 
 import numpy as np
 
+from gqn.cameras import SHEPARD_METZLER_RADIUS, sphere_cameras
 from gqn.data.scenes import Scene
-from gqn.synth.views import ViewRenderer, sphere_cameras
+from gqn.synth.views import ViewRenderer
 
-RADIUS = 10 / 3
+RADIUS = SHEPARD_METZLER_RADIUS
 YAW_STEPS = 100  # yaw = k π/50, k in 0..99
 PITCH_RANGE = (-45, 48)  # pitch = k π/100, k in this range (inclusive)
 FOVY = 100.0  # degrees: the object then covers as much of the frame as in the real data (see README)

@@ -1,10 +1,6 @@
-"""Rendering a MuJoCo scene from GQN cameras (x, y, z, yaw, pitch).
-
-One convention for every family, the one measured on DeepMind's Shepard-Metzler data: a camera
-at (x, y, z) looks along forward(yaw, pitch) = (cos p cos yaw, -cos p sin yaw, sin p), with +z up.
-On the sphere of radius r around the origin that is x = -r cos p cos yaw, y = r cos p sin yaw,
-z = -r sin p, the formula in ../shared/reference/README.md. In MuJoCo's free camera this is
-azimuth = -yaw and elevation = pitch (degrees), looking at position + forward.
+"""Rendering a MuJoCo scene from GQN cameras (x, y, z, yaw, pitch), in the convention of
+`gqn.cameras`. In MuJoCo's free camera that is azimuth = -yaw and elevation = pitch (degrees),
+looking at position + forward(yaw, pitch).
 """
 
 from __future__ import annotations
@@ -13,14 +9,6 @@ import math
 
 import mujoco
 import numpy as np
-
-
-def sphere_cameras(yaw: np.ndarray, pitch: np.ndarray, radius: float) -> np.ndarray:
-    """(V, 5) float32 cameras on a sphere around the origin, looking at it."""
-    x = -radius * np.cos(pitch) * np.cos(yaw)
-    y = radius * np.cos(pitch) * np.sin(yaw)
-    z = -radius * np.sin(pitch)
-    return np.stack([x, y, z, yaw, pitch], 1).astype(np.float32)
 
 
 class ViewRenderer:

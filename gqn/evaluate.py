@@ -1,0 +1,238 @@
+"""What a trained GQN scores on held-out scenes, next to two baselines: `gqn eval`.
+
+    gqn eval runs/gqn --data data/shepard_metzler_5_parts --scenes 200 --context 1,3,5
+
+    from gqn.evaluate import load_model, evaluate
+    model, info = load_model("runs/gqn")
+    report = evaluate(model, SceneDataset(path, split="test"), contexts=(1, 3, 5))
+
+Each held-out scene gets one seeded order of its views: the first is the query, the next K the
+context, so every context size predicts the same query from nested contexts. For each K:
+the ELBO, NLL and KL (nats per image and bits per dimension) at the model's sigma, and MSE, PSNR
+and SSIM against the true query of
+  posterior      the reconstruction through the posterior (it sees the query: an upper bound)
+  prior_mean     the prediction with z at the prior's mean at every step
+  prior_sample   prior samples (the mean of the metrics over --samples draws)
+  context_mean   baseline: the average of the context images
+  nearest_view   baseline: the context image whose viewing direction is closest to the query's
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gqn.cameras import forward
+from gqn.checkpoint import load_checkpoint, resolve
+from gqn.data import SceneDataset, model_inputs
+from gqn.errors import GQNError
+from gqn.files import atomic_write
+from gqn.metrics import bits_per_dim, mse, psnr, ssim
+from gqn.model import GQN, GQNConfig
+from gqn.schedules import linear
+
+METHODS = ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view")
+
+
+def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GQN, dict]:
+    """A trained model from a checkpoint file or a run folder, in eval mode, and facts about it:
+    {"path", "step", "sigma"} (sigma: the pixel standard deviation of its training at that step)."""
+    path = resolve(str(source), None)
+    state = load_checkpoint(path, map_location=device)
+    model = GQN(GQNConfig.from_dict(state["model_config"], where=str(path))).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    train = state.get("train_config", {})
+    sigma = linear(
+        state["step"],
+        train.get("sigma_start", 2.0),
+        train.get("sigma_end", 0.7),
+        train.get("sigma_steps", 200_000),
+    )
+    return model, {"path": str(path), "step": state["step"], "sigma": sigma}
+
+
+def view_orders(dataset: SceneDataset, scenes: int, seed: int) -> list[tuple[int, np.ndarray]]:
+    """(scene index, permutation of its views) for the first `scenes` scenes, seeded."""
+    if scenes > len(dataset):
+        raise GQNError(
+            f"--scenes {scenes}: {dataset.dataset_name}/{dataset.source.split} has {len(dataset)} scenes"
+        )
+    rng = np.random.default_rng(seed)
+    return [(i, rng.permutation(dataset.views)) for i in range(scenes)]
+
+
+def nearest_view(
+    context_x: torch.Tensor, context_cameras: torch.Tensor, query_cameras: torch.Tensor
+) -> torch.Tensor:
+    """The context image (B, 3, H, W) seen from the direction closest to the query's."""
+    cams, query = context_cameras.double().numpy(), query_cameras.double().numpy()
+    cosine = np.einsum("bkd,bd->bk", forward(cams[..., 3], cams[..., 4]), forward(query[:, 3], query[:, 4]))
+    best = torch.from_numpy(cosine.argmax(1))
+    return context_x[torch.arange(len(best)), best]
+
+
+def image_metrics(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image MSE, PSNR and SSIM: each (B,)."""
+    return {"mse": mse(prediction, truth), "psnr": psnr(prediction, truth), "ssim": ssim(prediction, truth)}
+
+
+@torch.no_grad()
+def evaluate(
+    model: GQN,
+    dataset: SceneDataset,
+    scenes: int = 100,
+    contexts: tuple[int, ...] = (1, 3, 5),
+    samples: int = 4,
+    sigma: float = 0.7,
+    seed: int = 0,
+    batch_size: int = 20,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """The report described in the module docstring, as a JSON-ready dict."""
+    if max(contexts) >= dataset.views:
+        raise GQNError(
+            f"--context {max(contexts)}: scenes have {dataset.views} views, so at most {dataset.views - 1}"
+        )
+    orders = view_orders(dataset, scenes, seed)
+    noise_gen = torch.Generator().manual_seed(seed)
+    results = {}
+    for k in contexts:
+        sums: dict[str, dict[str, float]] = {m: {"mse": 0.0, "psnr": 0.0, "ssim": 0.0} for m in METHODS}
+        elbo = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
+        for start in range(0, scenes, batch_size):
+            part = orders[start : start + batch_size]
+            specs = [(i, (*perm[1 : k + 1], perm[0])) for i, perm in part]  # context..., query
+            batch = dataset.__getitems__(specs)
+            context_x, context_v, query_x, query_v = model_inputs(batch, device)
+            b, _, _, h, w = context_x.shape
+            noise = torch.randn(model.noise_shape(b, h, w), generator=noise_gen).to(device)
+            out = model(context_x, context_v, query_x, query_v, sigma, noise=noise)
+            for key in elbo:
+                elbo[key] += out[key].item() * b
+            predictions = {
+                "posterior": [out["mean"].clamp(0, 1)],
+                "prior_mean": [model.sample(context_x, context_v, query_v, use_mean=True)],
+                "prior_sample": [
+                    model.sample(
+                        context_x,
+                        context_v,
+                        query_v,
+                        noise=torch.randn(model.noise_shape(b, h, w), generator=noise_gen).to(device),
+                    )
+                    for _ in range(samples)
+                ],
+                "context_mean": [context_x.mean(1)],
+                "nearest_view": [
+                    nearest_view(context_x.cpu(), batch["cameras"][:, :k], batch["cameras"][:, k]).to(device)
+                ],
+            }
+            for method, images in predictions.items():
+                for image in images:
+                    for name, values in image_metrics(image, query_x).items():
+                        sums[method][name] += values.sum().item() / len(images)
+        dims = query_x[0].numel()
+        results[str(k)] = {
+            "elbo_nats": elbo["loss"] / scenes,
+            "nll_nats": elbo["nll"] / scenes,
+            "kl_nats": elbo["kl"] / scenes,
+            "elbo_bits_per_dim": bits_per_dim(elbo["loss"] / scenes, dims),
+            **{m: {name: v / scenes for name, v in sums[m].items()} for m in METHODS},
+        }
+    return {
+        "dataset": dataset.dataset_name,
+        "split": dataset.source.split,
+        "scenes": scenes,
+        "sigma": sigma,
+        "samples": samples,
+        "seed": seed,
+        "results": results,
+    }
+
+
+def format_table(report: dict) -> str:
+    """The report as a plain-text table, one block per context size."""
+    lines = [
+        f"{report['dataset']}/{report['split']}: {report['scenes']} scenes, sigma {report['sigma']:.3f}, "
+        f"{report['samples']} prior samples, seed {report['seed']}"
+    ]
+    lines.append(f"{'K':>2}  {'prediction':<15} {'MSE':>9} {'PSNR dB':>8} {'SSIM':>6}")
+    for k, r in report["results"].items():
+        for method in METHODS:
+            m = r[method]
+            label = method + (" *" if method in ("context_mean", "nearest_view") else "")
+            lines.append(f"{k:>2}  {label:<15} {m['mse']:>9.5f} {m['psnr']:>8.2f} {m['ssim']:>6.3f}")
+        lines.append(
+            f"    ELBO {r['elbo_nats']:.1f} nats/image ({r['elbo_bits_per_dim']:.3f} bits/dim): "
+            f"NLL {r['nll_nats']:.1f}, KL {r['kl_nats']:.2f}"
+        )
+    lines.append(
+        "* baselines: the mean of the context images; the context view nearest the query's direction"
+    )
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str | os.PathLike) -> str:
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(report, indent=2) + "\n")
+    return str(path)
+
+
+def add_parser(sub) -> None:
+    from gqn.cli import HelpFormatter
+
+    p = sub.add_parser(
+        "eval",
+        help="ELBO, MSE, PSNR and SSIM on held-out scenes, with two baselines",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file or a run folder")
+    p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--scenes", type=int, default=100)
+    p.add_argument("--context", default="1,3,5", help="context sizes, comma-separated")
+    p.add_argument("--samples", type=int, default=4, help="prior samples per query")
+    p.add_argument(
+        "--sigma", type=float, default=None, help="pixel sigma of the ELBO (default: the model's at its step)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--out", default=None, help="JSON file (default: eval.json beside the checkpoint's run folder)"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    try:
+        contexts = tuple(int(c) for c in args.context.split(","))
+    except ValueError:
+        raise GQNError(
+            f"--context {args.context!r}: expected comma-separated integers such as 1,3,5"
+        ) from None
+    if min(contexts) < 1:
+        raise GQNError(f"--context {args.context}: sizes start at 1")
+    model, info = load_model(args.checkpoint)
+    data = args.data
+    if data is None:
+        from gqn.defaults import default_data
+
+        data = default_data()
+    dataset = SceneDataset(data, split=args.split)
+    sigma = info["sigma"] if args.sigma is None else args.sigma
+    report = evaluate(model, dataset, args.scenes, contexts, args.samples, sigma, args.seed)
+    report.update(checkpoint=info["path"], step=info["step"])
+    print(format_table(report))
+    out = args.out or Path(info["path"]).parent.parent / "eval.json"
+    print(f"wrote {write_json(report, out)}")
+    return 0
+
+
+def psnr_gain(report: dict, k: int = 3) -> float:
+    """How many dB the prior-mean prediction beats the better baseline by at context size k."""
+    r = report["results"][str(k)]
+    return r["prior_mean"]["psnr"] - max(r["context_mean"]["psnr"], r["nearest_view"]["psnr"])

@@ -1,0 +1,213 @@
+"""Novel views from a trained GQN: `gqn render`.
+
+    gqn render CHECKPOINT --data ROOT/DATASET --scene 3 --out grid.png
+    gqn render CHECKPOINT --data ROOT/DATASET --scene 3 --orbit --out orbit.gif
+    gqn render CHECKPOINT --scene my_scene/ --orbit --out orbit.gif
+
+The grid shows, left to right: the K context views, the true query view (view 0 of the scene),
+the reconstruction through the posterior, `--samples` draws from the prior and their per-pixel
+standard deviation (white where the samples disagree). The orbit moves the camera along the
+dataset's own camera path (Shepard-Metzler: the sphere of radius 10/3 at `--pitch`; rooms: the
+ring) and predicts every frame from the same context, with z at the prior mean.
+
+`--scene` may name a folder of your own views instead of a scene index: images (*.png, *.jpg,
+sorted by name) and `cameras.json` (a list of [x, y, z, yaw, pitch], one per image) or
+`cameras.txt` (one camera per line).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gqn.cameras import (
+    ROOM_EYE_HEIGHT,
+    ROOM_RING_RADIUS,
+    SHEPARD_METZLER_RADIUS,
+    ring_cameras,
+    sphere_cameras,
+)
+from gqn.data import SceneDataset, viewpoints
+from gqn.errors import GQNError
+from gqn.files import atomic_write
+from gqn.images import grid, save_png
+from gqn.model import GQN
+
+ORBIT_FRAMES = 48
+
+
+def own_scene(folder: str | os.PathLike, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (V, size, size, 3) uint8 and cameras (V, 5) from a folder of images and cameras."""
+    folder = Path(folder)
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if (folder / "cameras.json").exists():
+        cameras = np.asarray(json.loads((folder / "cameras.json").read_text()), dtype=np.float32)
+    elif (folder / "cameras.txt").exists():
+        cameras = np.loadtxt(folder / "cameras.txt", dtype=np.float32, ndmin=2)
+    else:
+        raise GQNError(f"{folder}: no cameras.json or cameras.txt beside the images")
+    if cameras.shape != (len(images), 5):
+        raise GQNError(
+            f"{folder}: {len(images)} images but cameras are {cameras.shape}, expected ({len(images)}, 5)"
+        )
+    if len(images) < 2:
+        raise GQNError(f"{folder}: at least 2 views are needed (context and query), found {len(images)}")
+    frames = np.stack(
+        [np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)) for p in images]
+    )
+    return frames, cameras
+
+
+def load_views(scene: str, data: str | None, split: str, size: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(frames, cameras, dataset name) of a scene index of `data`, or of a folder of own views."""
+    if not scene.isdigit():
+        if not Path(scene).is_dir():
+            raise GQNError(f"--scene {scene}: not a scene index nor a folder")
+        frames, cameras = own_scene(scene, size)
+        return frames, cameras, Path(scene).name
+    if data is None:
+        from gqn.defaults import default_data
+
+        data = str(default_data())
+    ds = SceneDataset(data, split=split, image_size=size)
+    index = int(scene)
+    if index >= len(ds):
+        raise GQNError(f"--scene {index}: {ds.dataset_name}/{split} has scenes 0..{len(ds) - 1}")
+    s = ds[index]
+    return s.frames, s.cameras, ds.dataset_name
+
+
+def as_inputs(frames: np.ndarray, cameras: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(V, H, W, 3) uint8, (V, 5) -> x (1, V, 3, H, W) in [0, 1], v (1, V, 7)."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)[None]
+    return x, viewpoints(torch.from_numpy(cameras).float())[None]
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8."""
+    return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def render_grid(
+    model: GQN, frames: np.ndarray, cameras: np.ndarray, context: int = 3, samples: int = 4, seed: int = 0
+) -> Image.Image:
+    """One row: context views | truth | posterior | prior samples | their standard deviation."""
+    if not 1 <= context < len(frames):
+        raise GQNError(f"--context {context}: the scene has {len(frames)} views, so 1..{len(frames) - 1}")
+    x, v = as_inputs(frames, cameras)
+    cx, cv, qx, qv = x[:, 1 : context + 1], v[:, 1 : context + 1], x[:, 0], v[:, 0]
+    torch.manual_seed(seed)
+    posterior = model.reconstruct(cx, cv, qx, qv)
+    draws = torch.cat([model.sample(cx, cv, qv) for _ in range(samples)])
+    std = draws.std(0, keepdim=True) if samples > 1 else torch.zeros_like(qx)
+    std = (std.mean(1, keepdim=True) / max(std.max().item(), 1e-6)).expand(
+        -1, 3, -1, -1
+    )  # grey, scaled to its max
+    tiles = torch.cat([cx[0], qx, posterior, draws, std])
+    captions = [f"context {i + 1}" for i in range(context)] + ["truth", "posterior"]
+    captions += [f"sample {i + 1}" for i in range(samples)] + (["sample std"] if samples else [])
+    return grid(to_uint8(tiles[: len(captions)]), len(captions), captions, scale=2)
+
+
+def camera_path(dataset: str, path: str = "auto") -> str:
+    """ "sphere" or "ring": the camera path of a dataset, or the one asked for."""
+    if path != "auto":
+        return path
+    if dataset.startswith("shepard_metzler"):
+        return "sphere"
+    if dataset.startswith("rooms"):
+        return "ring"
+    raise GQNError(
+        f"no orbit path is known for {dataset!r} (Shepard-Metzler: sphere, rooms: ring); pass --path"
+    )
+
+
+def orbit_cameras(path: str, frames: int = ORBIT_FRAMES, pitch: float | None = None) -> np.ndarray:
+    """(frames, 5) cameras one full turn along a camera path: "sphere" (radius 10/3, at `pitch`,
+    default π/8) or "ring" (the rooms' ring, facing the centre)."""
+    yaw = np.linspace(0, 2 * math.pi, frames, endpoint=False)
+    if path == "sphere":
+        return sphere_cameras(
+            yaw, np.full(frames, math.pi / 8 if pitch is None else pitch), SHEPARD_METZLER_RADIUS
+        )
+    return ring_cameras(yaw, ROOM_RING_RADIUS, ROOM_EYE_HEIGHT)
+
+
+@torch.no_grad()
+def render_orbit(
+    model: GQN, frames: np.ndarray, cameras: np.ndarray, path: np.ndarray, context: int = 3
+) -> np.ndarray:
+    """Prior-mean predictions (len(path), H, W, 3) uint8 along `path` from the first `context` views."""
+    x, v = as_inputs(frames[:context], cameras[:context])
+    out = []
+    for chunk in np.array_split(path, max(1, len(path) // 16)):
+        qv = viewpoints(torch.from_numpy(chunk).float())
+        n = len(chunk)
+        out.append(model.sample(x.expand(n, -1, -1, -1, -1), v.expand(n, -1, -1), qv, use_mean=True))
+    return to_uint8(torch.cat(out))
+
+
+def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: int = 12, scale: int = 2) -> str:
+    """An endlessly looping GIF, written atomically."""
+    images = [
+        Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames
+    ]
+    with atomic_write(path) as f:
+        images[0].save(
+            f, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        )
+    return str(path)
+
+
+def add_parser(sub) -> None:
+    from gqn.cli import HelpFormatter
+
+    p = sub.add_parser(
+        "render",
+        help="novel views: a prediction grid, or an orbit GIF",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file or a run folder")
+    p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--scene", default="0", help="scene index, or a folder of images + cameras.json")
+    p.add_argument("--context", type=int, default=3, help="context views")
+    p.add_argument("--samples", type=int, default=4, help="prior samples in the grid")
+    p.add_argument("--orbit", action="store_true", help="an orbit GIF instead of the grid")
+    p.add_argument("--frames", type=int, default=ORBIT_FRAMES, help="orbit frames (one full turn)")
+    p.add_argument(
+        "--pitch", type=float, default=None, help="orbit pitch in radians (sphere path; default π/8)"
+    )
+    p.add_argument(
+        "--path", choices=["auto", "sphere", "ring"], default="auto", help="orbit path (auto: the dataset's)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="PNG (grid) or GIF (orbit) to write")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from gqn.evaluate import load_model
+
+    model, _ = load_model(args.checkpoint)
+    frames, cameras, name = load_views(args.scene, args.data, args.split, model.config.image_size)
+    if args.orbit:
+        if args.frames < 2:
+            raise GQNError(f"--frames {args.frames}: an orbit needs at least 2")
+        path = orbit_cameras(camera_path(name, args.path), args.frames, args.pitch)
+        out = write_gif(render_orbit(model, frames, cameras, path, args.context), args.out)
+        print(
+            f"wrote {out}: {args.frames} frames around {name} scene {args.scene} from {args.context} context views"
+        )
+    else:
+        out = save_png(render_grid(model, frames, cameras, args.context, args.samples, args.seed), args.out)
+        print(f"wrote {out}: {name} scene {args.scene}, {args.context} context views, {args.samples} samples")
+    return 0

@@ -81,6 +81,17 @@ def image_metrics(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, to
     return {"mse": mse(prediction, truth), "psnr": psnr(prediction, truth), "ssim": ssim(prediction, truth)}
 
 
+def scene_noise(model: GQN, scenes: list[int], image: tuple[int, int], key: tuple[int, ...]) -> torch.Tensor:
+    """Noise for z (L, B, Cz, h, w), each scene's own draw seeded by (key..., scene): a scene gets
+    the same noise whatever batch it is evaluated in."""
+    shape = model.noise_shape(1, *image)
+    draws = []
+    for scene in scenes:
+        seed = int(np.random.SeedSequence([*key, scene]).generate_state(1)[0])
+        draws.append(torch.randn(shape, generator=torch.Generator().manual_seed(seed)))
+    return torch.cat(draws, 1)
+
+
 @torch.no_grad()
 def evaluate(
     model: GQN,
@@ -99,49 +110,45 @@ def evaluate(
             f"--context {max(contexts)}: scenes have {dataset.views} views, so at most {dataset.views - 1}"
         )
     orders = view_orders(dataset, scenes, seed)
-    noise_gen = torch.Generator().manual_seed(seed)
     results = {}
     for k in contexts:
-        sums: dict[str, dict[str, float]] = {m: {"mse": 0.0, "psnr": 0.0, "ssim": 0.0} for m in METHODS}
-        elbo = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
+        per_scene: dict[str, dict[str, list[float]]] = {
+            m: {"mse": [], "psnr": [], "ssim": []} for m in METHODS
+        }
+        elbo: dict[str, list[float]] = {"loss": [], "nll": [], "kl": []}
         for start in range(0, scenes, batch_size):
             part = orders[start : start + batch_size]
             specs = [(i, (*perm[1 : k + 1], perm[0])) for i, perm in part]  # context..., query
             batch = dataset.__getitems__(specs)
             context_x, context_v, query_x, query_v = model_inputs(batch, device)
-            b, _, _, h, w = context_x.shape
-            noise = torch.randn(model.noise_shape(b, h, w), generator=noise_gen).to(device)
-            out = model(context_x, context_v, query_x, query_v, sigma, noise=noise)
+            noises = [
+                scene_noise(model, [i for i, _ in part], query_x.shape[2:], (seed, k, draw)).to(device)
+                for draw in range(1 + samples)
+            ]
+            out = model(context_x, context_v, query_x, query_v, sigma, noise=noises[0], per_image=True)
             for key in elbo:
-                elbo[key] += out[key].item() * b
+                elbo[key] += out[key].tolist()
             predictions = {
                 "posterior": [out["mean"].clamp(0, 1)],
                 "prior_mean": [model.sample(context_x, context_v, query_v, use_mean=True)],
-                "prior_sample": [
-                    model.sample(
-                        context_x,
-                        context_v,
-                        query_v,
-                        noise=torch.randn(model.noise_shape(b, h, w), generator=noise_gen).to(device),
-                    )
-                    for _ in range(samples)
-                ],
+                "prior_sample": [model.sample(context_x, context_v, query_v, noise=n) for n in noises[1:]],
                 "context_mean": [context_x.mean(1)],
                 "nearest_view": [
                     nearest_view(context_x.cpu(), batch["cameras"][:, :k], batch["cameras"][:, k]).to(device)
                 ],
             }
             for method, images in predictions.items():
-                for image in images:
-                    for name, values in image_metrics(image, query_x).items():
-                        sums[method][name] += values.sum().item() / len(images)
+                values = [image_metrics(image, query_x) for image in images]
+                for name in ("mse", "psnr", "ssim"):
+                    per_scene[method][name] += torch.stack([v[name] for v in values]).mean(0).tolist()
         dims = query_x[0].numel()
+        mean = {key: float(np.mean(v)) for key, v in elbo.items()}
         results[str(k)] = {
-            "elbo_nats": elbo["loss"] / scenes,
-            "nll_nats": elbo["nll"] / scenes,
-            "kl_nats": elbo["kl"] / scenes,
-            "elbo_bits_per_dim": bits_per_dim(elbo["loss"] / scenes, dims),
-            **{m: {name: v / scenes for name, v in sums[m].items()} for m in METHODS},
+            "elbo_nats": mean["loss"],
+            "nll_nats": mean["nll"],
+            "kl_nats": mean["kl"],
+            "elbo_bits_per_dim": bits_per_dim(mean["loss"], dims),
+            **{m: {name: float(np.mean(v)) for name, v in per_scene[m].items()} for m in METHODS},
         }
     return {
         "dataset": dataset.dataset_name,

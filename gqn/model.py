@@ -376,6 +376,7 @@ class GQN(nn.Module):
         query_v: torch.Tensor,
         sigma: float,
         noise: torch.Tensor | None = None,
+        per_image: bool = False,
     ) -> dict[str, torch.Tensor]:
         """The negative ELBO of the query view given the context (Eq. S10 of the supplement).
 
@@ -384,17 +385,18 @@ class GQN(nn.Module):
         (`noise_shape`; torch's RNG if None: data-parallel training passes each process its slice
         of one global draw, so N processes compute exactly what one would). Returns, as means over the batch,
         `loss` = `nll` + `kl` (nats per image), `kl_steps` (L,), and `mean` (B, 3, H, W), the
-        reconstruction through the posterior, detached.
+        reconstruction through the posterior, detached. per_image: `loss`, `nll`, `kl` are (B,).
         """
         r = self.represent(context_x, context_v)
         mean, kls = self._generate(r, query_v, query_x.shape[2:], query_x, "posterior", noise)
         nll = gaussian_nll(query_x, mean, sigma)
         kl_steps = torch.stack(kls, 1)  # (B, L)
         kl = kl_steps.sum(1)
+        reduce = (lambda t: t) if per_image else torch.mean
         return {
-            "loss": (nll + kl).mean(),
-            "nll": nll.mean(),
-            "kl": kl.mean(),
+            "loss": reduce(nll + kl),
+            "nll": reduce(nll),
+            "kl": reduce(kl),
             "kl_steps": kl_steps.mean(0),
             "mse": ((query_x.float() - mean.float()) ** 2).mean(),
             "mean": mean.detach(),

@@ -1,0 +1,229 @@
+"""`gqn eval` and `gqn render`: metrics with known answers, reproducible reports, orbits on the path."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_shepard_metzler_cameras, make_dataset
+from PIL import Image
+
+from gqn.cli import main
+from gqn.data import SceneDataset, viewpoints
+from gqn.errors import GQNError
+from gqn.evaluate import evaluate, load_model, nearest_view
+from gqn.metrics import PSNR_CAP, mse, psnr, ssim
+from gqn.render import orbit_cameras
+from gqn.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for 3 steps, and its data."""
+    root = tmp_path_factory.mktemp("eval")
+    data = str(make_dataset(root, files=(1, 1), scenes_per_file=12))
+    run = root / "run"
+    train(
+        TrainConfig(
+            data=data, run_dir=str(run), config="tiny", batch_size=4, max_steps=3, workers=0, eval_every=0
+        )
+    )
+    return data, run
+
+
+def test_metrics_known_answers():
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(psnr(x, x), torch.full((2,), PSNR_CAP))  # identical: capped, not infinite
+    torch.testing.assert_close(ssim(x, x), torch.ones(2))
+    y = x + 0.1
+    torch.testing.assert_close(mse(x, y), torch.full((2,), 0.01))
+    torch.testing.assert_close(psnr(x, y), torch.full((2,), 20.0))
+
+
+def test_ssim_matches_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 48, 48, generator=g)
+    y = (x + 0.2 * torch.randn(1, 3, 48, 48, generator=g)).clamp(0, 1)
+    reference = structural_similarity(
+        x[0].permute(1, 2, 0).numpy(),
+        y[0].permute(1, 2, 0).numpy(),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+        channel_axis=2,
+    )
+    assert ssim(x, y).item() == pytest.approx(reference, abs=1e-5)
+
+
+def test_nearest_view_baseline_picks_the_closest_direction():
+    context_x = torch.arange(3.0)[None, :, None, None, None].expand(1, 3, 3, 2, 2)
+    yaw = torch.tensor([0.0, math.pi / 2, math.pi])
+    cams = torch.zeros(1, 3, 5)
+    cams[0, :, 3] = yaw
+    query = torch.tensor([[0.0, 0.0, 0.0, math.pi / 2 + 0.3, 0.0]])
+    assert nearest_view(context_x, cams, query).flatten().unique().tolist() == [1.0]
+
+
+def test_orbit_cameras_lie_on_the_dataset_path():
+    sphere = orbit_cameras("sphere", 36, pitch=0.3)
+    x, y, z, yaw, pitch = sphere.T.astype(np.float64)
+    r = 10 / 3
+    np.testing.assert_allclose(np.sqrt(x**2 + y**2 + z**2), r, atol=1e-5)
+    np.testing.assert_allclose(
+        [x, y, z],
+        [-r * np.cos(pitch) * np.cos(yaw), r * np.cos(pitch) * np.sin(yaw), -r * np.sin(pitch)],
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(np.diff(yaw), 2 * math.pi / 36, atol=1e-6)  # one full turn, evenly
+    # The official encoding of each viewpoint: (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch).
+    v = viewpoints(torch.from_numpy(sphere)).numpy()
+    np.testing.assert_allclose(
+        v, np.stack([x, y, z, np.sin(yaw), np.cos(yaw), np.sin(pitch), np.cos(pitch)], 1), atol=1e-6
+    )
+    ring = orbit_cameras("ring", 40)
+    np.testing.assert_allclose(np.hypot(ring[:, 0], ring[:, 1]), 3.0, atol=1e-5)
+    np.testing.assert_allclose(ring[:, 2], 1.0)
+
+
+def test_shepard_metzler_orbit_on_the_quantised_grid_is_a_real_camera():
+    # On yaw multiples of π/50 and pitch multiples of π/100 the orbit's cameras are ones the data has.
+    assert_shepard_metzler_cameras(orbit_cameras("sphere", 50, pitch=10 * math.pi / 100))
+
+
+def test_eval_is_reproducible_and_has_every_number(trained):
+    data, run = trained
+    model, info = load_model(run)
+    assert info["step"] == 3 and info["sigma"] == pytest.approx(2.0, abs=1e-4)
+    ds = SceneDataset(data, split="test")
+    a = evaluate(model, ds, scenes=8, contexts=(1, 3), samples=2, sigma=0.7, batch_size=3)
+    assert json.dumps(a) == json.dumps(
+        evaluate(model, ds, scenes=8, contexts=(1, 3), samples=2, sigma=0.7, batch_size=3)
+    )
+    # Each scene has its own noise, so another batching changes only the rounding.
+    b = evaluate(model, ds, scenes=8, contexts=(1, 3), samples=2, sigma=0.7, batch_size=5)
+    assert b["results"]["3"]["prior_sample"]["mse"] == pytest.approx(
+        a["results"]["3"]["prior_sample"]["mse"], rel=1e-4
+    )
+    assert b["results"]["3"]["elbo_nats"] == pytest.approx(a["results"]["3"]["elbo_nats"], rel=1e-5)
+    r = a["results"]["3"]
+    assert r["elbo_nats"] == pytest.approx(r["nll_nats"] + r["kl_nats"], rel=1e-6)
+    for method in ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view"):
+        assert set(r[method]) == {"mse", "psnr", "ssim"} and 0 < r[method]["mse"] < 1
+    assert (
+        a["results"]["1"]["context_mean"] == a["results"]["1"]["nearest_view"]
+    )  # one view: both baselines are it
+
+
+def test_cli_eval_render_and_orbit_write_their_files(trained, tmp_path, capsys):
+    data, run = trained
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--data",
+                data,
+                "--scenes",
+                "6",
+                "--context",
+                "1,2",
+                "--out",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "prior_mean" in out and "nearest_view *" in out
+    assert set(json.loads((tmp_path / "e.json").read_text())["results"]) == {"1", "2"}
+    assert (
+        main(
+            [
+                "render",
+                str(run),
+                "--data",
+                data,
+                "--scene",
+                "2",
+                "--samples",
+                "3",
+                "--out",
+                str(tmp_path / "g.png"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        Image.open(tmp_path / "g.png").size[0] == 9 * (128 + 2) + 2
+    )  # 3 context, truth, posterior, 3 samples, std
+    assert (
+        main(
+            [
+                "render",
+                str(run),
+                "--data",
+                data,
+                "--scene",
+                "2",
+                "--orbit",
+                "--frames",
+                "36",
+                "--out",
+                str(tmp_path / "o.gif"),
+            ]
+        )
+        == 0
+    )
+    gif = Image.open(tmp_path / "o.gif")
+    assert gif.n_frames == 36 and gif.size == (128, 128)
+
+
+def test_render_from_a_folder_of_own_images(trained, tmp_path):
+    data, run = trained
+    scene = SceneDataset(data, split="test")[0]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i, frame in enumerate(scene.frames[:4]):
+        Image.fromarray(frame).save(folder / f"view{i}.png")
+    with pytest.raises(GQNError, match=r"no cameras\.json or cameras\.txt"):
+        main_raise(["render", str(run), "--scene", str(folder), "--out", str(tmp_path / "x.png")])
+    (folder / "cameras.json").write_text(json.dumps(scene.cameras[:4].tolist()))
+    assert (
+        main(
+            [
+                "render",
+                str(run),
+                "--scene",
+                str(folder),
+                "--orbit",
+                "--path",
+                "sphere",
+                "--out",
+                str(tmp_path / "m.gif"),
+            ]
+        )
+        == 0
+    )
+    assert Image.open(tmp_path / "m.gif").n_frames == 48
+
+
+def main_raise(argv):
+    """Run a command's function directly, so its GQNError reaches the test."""
+    from gqn.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+def test_bad_inputs_are_one_line_errors(trained, capsys):
+    data, run = trained
+    assert main(["render", str(run), "--data", data, "--scene", "99", "--out", "/tmp/never.png"]) == 1
+    assert "--scene 99: shepard_metzler_5_parts/test has scenes 0..11" in capsys.readouterr().err
+    assert main(["eval", str(run), "--data", data, "--context", "1,x"]) == 1
+    assert "expected comma-separated integers" in capsys.readouterr().err
+    assert main(["eval", str(run), "--data", data, "--context", "15"]) == 1
+    assert "scenes have 15 views, so at most 14" in capsys.readouterr().err

@@ -8,6 +8,7 @@
     gqn plot RUN_DIR --out curves.png
     gqn eval CHECKPOINT --data ROOT/DATASET --context 1,3,5
     gqn render CHECKPOINT --data ROOT/DATASET --scene 3 [--orbit] --out FILE
+    gqn analyze CHECKPOINT --data ROOT/DATASET --out analysis/
 
 `python -m gqn` is the same command. Errors in the user's input print one line and exit 1.
 """
@@ -27,7 +28,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gqn import evaluate, render, train
+    from gqn import analyze, evaluate, render, train
     from gqn.data import commands as data_commands
 
     parser = argparse.ArgumentParser(
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     evaluate.add_parser(sub)
     render.add_parser(sub)
+    analyze.add_parser(sub)
 
     p = sub.add_parser(
         "plot",

@@ -138,6 +138,8 @@ def evaluate(
                 ],
             }
             for method, images in predictions.items():
+                if not images:  # samples=0
+                    continue
                 values = [image_metrics(image, query_x) for image in images]
                 for name in ("mse", "psnr", "ssim"):
                     per_scene[method][name] += torch.stack([v[name] for v in values]).mean(0).tolist()
@@ -148,7 +150,11 @@ def evaluate(
             "nll_nats": mean["nll"],
             "kl_nats": mean["kl"],
             "elbo_bits_per_dim": bits_per_dim(mean["loss"], dims),
-            **{m: {name: float(np.mean(v)) for name, v in per_scene[m].items()} for m in METHODS},
+            **{
+                m: {name: float(np.mean(v)) for name, v in per_scene[m].items()}
+                for m in METHODS
+                if per_scene[m]["mse"]
+            },
         }
     return {
         "dataset": dataset.dataset_name,
@@ -169,7 +175,7 @@ def format_table(report: dict) -> str:
     ]
     lines.append(f"{'K':>2}  {'prediction':<15} {'MSE':>9} {'PSNR dB':>8} {'SSIM':>6}")
     for k, r in report["results"].items():
-        for method in METHODS:
+        for method in (m for m in METHODS if m in r):
             m = r[method]
             label = method + (" *" if method in ("context_mean", "nearest_view") else "")
             lines.append(f"{k:>2}  {label:<15} {m['mse']:>9.5f} {m['psnr']:>8.2f} {m['ssim']:>6.3f}")

@@ -320,11 +320,13 @@ class GQN(nn.Module):
         query_x: torch.Tensor | None = None,
         z_from: str = "posterior",
         noise: torch.Tensor | None = None,
+        trace: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the L steps; returns the mean image (B, 3, H, W) and the KL of each step [(B,)].
 
         z_from: "posterior" (needs query_x), "posterior_mean", "prior" or "prior_mean".
         noise: the standard normal draws for z, (L, B, Cz, h, w); drawn from torch's RNG if None.
+        trace: if a list, η^g(u) after every step is appended to it (what the canvas shows so far).
         """
         cfg = self.config
         b = r.shape[0]
@@ -361,6 +363,8 @@ class GQN(nn.Module):
             g_inputs = [z.to(h_g.dtype)] + ([] if gen.zero_state else [h_g])
             h_g, c_g = gen.lstm(g_gates[step % len(g_gates)], g_inputs, c_g)
             u = u + gen.delta(h_g)
+            if trace is not None:
+                trace.append(self.observation(u))
         # η^g is linear, as in the paper. A sigmoid here looks harmless but is not: pulling its
         # output from 0.5 down to a black background makes Adam saturate every LSTM gate within
         # ~100 steps, after which no gradient reaches r or z (tests/test_model.py overfits a batch).
@@ -421,6 +425,16 @@ class GQN(nn.Module):
         r = self.represent(context_x, context_v)
         z_from = "prior_mean" if use_mean else "prior"
         return self._generate(r, query_v, context_x.shape[3:], None, z_from, noise)[0].clamp(0, 1)
+
+    @torch.no_grad()
+    def canvas_steps(
+        self, context_x: torch.Tensor, context_v: torch.Tensor, query_v: torch.Tensor
+    ) -> torch.Tensor:
+        """What the canvas shows after each generation step, z at the prior mean: (L, B, 3, H, W)."""
+        trace: list[torch.Tensor] = []
+        r = self.represent(context_x, context_v)
+        self._generate(r, query_v, context_x.shape[3:], None, "prior_mean", trace=trace)
+        return torch.stack(trace).clamp(0, 1)
 
     @torch.no_grad()
     def reconstruct(

@@ -227,3 +227,58 @@ def test_bad_inputs_are_one_line_errors(trained, capsys):
     assert "expected comma-separated integers" in capsys.readouterr().err
     assert main(["eval", str(run), "--data", data, "--context", "15"]) == 1
     assert "scenes have 15 views, so at most 14" in capsys.readouterr().err
+
+
+def test_distance_ratio_known_answer():
+    from gqn.analyze import distance_ratio
+
+    vectors = np.array([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+    out = distance_ratio(vectors, np.array([0, 0, 1, 1]))
+    between = (10 + 10 + 2 * math.sqrt(101)) / 4
+    assert out["within"] == pytest.approx(1.0) and out["between"] == pytest.approx(between)
+    assert out["ratio"] == pytest.approx(1 / between)
+
+
+def test_prune_zeroes_the_smallest_weights(trained):
+    from gqn.analyze import prune
+
+    model, _ = load_model(trained[1])
+    weights = torch.cat([p.detach().abs().flatten() for p in model.parameters() if p.dim() > 1])
+    pruned = prune(model, 0.3)
+    after = torch.cat([p.detach().abs().flatten() for p in pruned.parameters() if p.dim() > 1])
+    assert (after == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
+    kept = after > 0
+    assert after[kept].min() >= weights[~kept].max()  # what was removed was the smallest
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), prune(model, 0.0).parameters()))
+    biases = [p for p in pruned.parameters() if p.dim() == 1]
+    assert all(torch.equal(a, b) for a, b in zip([p for p in model.parameters() if p.dim() == 1], biases))
+
+
+def test_analyze_writes_every_study(trained, tmp_path, capsys):
+    data, run = trained
+    assert (
+        main(
+            [
+                "analyze",
+                str(run),
+                "--data",
+                data,
+                "--scenes",
+                "4",
+                "--sets",
+                "3",
+                "--prune-scenes",
+                "4",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    numbers = json.loads((tmp_path / "analysis.json").read_text())
+    assert [r["fraction"] for r in numbers["pruning"]] == pytest.approx([i / 10 for i in range(10)])
+    assert 0 < numbers["representations"]["ratio"]
+    for name in ("representations", "pruning", "features", "canvas"):
+        assert Image.open(tmp_path / f"{name}.png").size[0] > 100
+    # The canvas study: L steps and the truth for each of 3 scenes.
+    assert Image.open(tmp_path / "canvas.png").size == (3 * (128 + 2) + 2, 3 * (128 + 2) + 2)

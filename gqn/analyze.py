@@ -218,15 +218,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from gqn.evaluate import load_model
+    from gqn.evaluate import load_model, open_dataset
 
     model, info = load_model(args.checkpoint)
-    data = args.data
-    if data is None:
-        from gqn.defaults import default_data
-
-        data = default_data()
-    ds = SceneDataset(data, split=args.split)
+    ds = open_dataset(args.data, args.split)
     numbers = analyze(model, ds, args.out, info["sigma"], args.scenes, args.sets, args.prune_scenes)
     print(f"representations: within/between distance ratio {numbers['representations']['ratio']:.3f}")
     for row in numbers["pruning"]:

@@ -56,6 +56,17 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") ->
     return model, {"path": str(path), "step": state["step"], "sigma": sigma}
 
 
+def open_dataset(
+    data: str | os.PathLike | None, split: str = "test", image_size: int | None = None
+) -> SceneDataset:
+    """A split of `data`, or of the built-in data when `data` is None."""
+    if data is None:
+        from gqn.defaults import default_data
+
+        data = default_data()
+    return SceneDataset(data, split=split, image_size=image_size)
+
+
 def view_orders(dataset: SceneDataset, scenes: int, seed: int) -> list[tuple[int, np.ndarray]]:
     """(scene index, permutation of its views) for the first `scenes` scenes, seeded."""
     if scenes > len(dataset):
@@ -230,12 +241,7 @@ def run(args) -> int:
     if min(contexts) < 1:
         raise GQNError(f"--context {args.context}: sizes start at 1")
     model, info = load_model(args.checkpoint)
-    data = args.data
-    if data is None:
-        from gqn.defaults import default_data
-
-        data = default_data()
-    dataset = SceneDataset(data, split=args.split)
+    dataset = open_dataset(args.data, args.split)
     sigma = info["sigma"] if args.sigma is None else args.sigma
     report = evaluate(model, dataset, args.scenes, contexts, args.samples, sigma, args.seed)
     report.update(checkpoint=info["path"], step=info["step"])

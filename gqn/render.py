@@ -33,7 +33,7 @@ from gqn.cameras import (
     ring_cameras,
     sphere_cameras,
 )
-from gqn.data import SceneDataset, viewpoints
+from gqn.data import viewpoints
 from gqn.errors import GQNError
 from gqn.files import atomic_write
 from gqn.images import grid, save_png
@@ -71,11 +71,9 @@ def load_views(scene: str, data: str | None, split: str, size: int) -> tuple[np.
             raise GQNError(f"--scene {scene}: not a scene index nor a folder")
         frames, cameras = own_scene(scene, size)
         return frames, cameras, Path(scene).name
-    if data is None:
-        from gqn.defaults import default_data
+    from gqn.evaluate import open_dataset
 
-        data = str(default_data())
-    ds = SceneDataset(data, split=split, image_size=size)
+    ds = open_dataset(data, split, image_size=size)
     index = int(scene)
     if index >= len(ds):
         raise GQNError(f"--scene {index}: {ds.dataset_name}/{split} has scenes 0..{len(ds) - 1}")

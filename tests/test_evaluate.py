@@ -118,66 +118,20 @@ def test_eval_is_reproducible_and_has_every_number(trained):
     )  # one view: both baselines are it
 
 
+def cli(command: str) -> int:
+    return main(command.split())
+
+
 def test_cli_eval_render_and_orbit_write_their_files(trained, tmp_path, capsys):
     data, run = trained
-    assert (
-        main(
-            [
-                "eval",
-                str(run),
-                "--data",
-                data,
-                "--scenes",
-                "6",
-                "--context",
-                "1,2",
-                "--out",
-                str(tmp_path / "e.json"),
-            ]
-        )
-        == 0
-    )
+    assert cli(f"eval {run} --data {data} --scenes 6 --context 1,2 --out {tmp_path}/e.json") == 0
     out = capsys.readouterr().out
     assert "prior_mean" in out and "nearest_view *" in out
     assert set(json.loads((tmp_path / "e.json").read_text())["results"]) == {"1", "2"}
-    assert (
-        main(
-            [
-                "render",
-                str(run),
-                "--data",
-                data,
-                "--scene",
-                "2",
-                "--samples",
-                "3",
-                "--out",
-                str(tmp_path / "g.png"),
-            ]
-        )
-        == 0
-    )
-    assert (
-        Image.open(tmp_path / "g.png").size[0] == 9 * (128 + 2) + 2
-    )  # 3 context, truth, posterior, 3 samples, std
-    assert (
-        main(
-            [
-                "render",
-                str(run),
-                "--data",
-                data,
-                "--scene",
-                "2",
-                "--orbit",
-                "--frames",
-                "36",
-                "--out",
-                str(tmp_path / "o.gif"),
-            ]
-        )
-        == 0
-    )
+    assert cli(f"render {run} --data {data} --scene 2 --samples 3 --out {tmp_path}/g.png") == 0
+    # 3 context views, truth, posterior, 3 samples, their std: 9 tiles of 2 x 64 px
+    assert Image.open(tmp_path / "g.png").size[0] == 9 * (128 + 2) + 2
+    assert cli(f"render {run} --data {data} --scene 2 --orbit --frames 36 --out {tmp_path}/o.gif") == 0
     gif = Image.open(tmp_path / "o.gif")
     assert gif.n_frames == 36 and gif.size == (128, 128)
 

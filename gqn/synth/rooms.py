@@ -159,16 +159,15 @@ class Rooms:
         yaw = rng.uniform(0, 2 * math.pi, v)
         if self.camera_mode == "ring":
             return ring_cameras(yaw, RING, EYE)
-        else:
-            x, y = np.empty(v), np.empty(v)
-            for i in range(v):  # anywhere in the room, not facing a wall from up close
-                while True:
-                    x[i], y[i] = rng.uniform(-HALF + 0.6, HALF - 0.6, 2)
-                    if _depth_to_wall(x[i], y[i], yaw[i]) >= MIN_VIEW_DEPTH:
-                        break
-                    yaw[i] = rng.uniform(0, 2 * math.pi)
-            z = rng.uniform(EYE - 0.3, EYE + 0.3, v)
-            pitch = rng.uniform(-0.45, 0.1, v)
+        x, y = np.empty(v), np.empty(v)
+        for i in range(v):  # anywhere in the room, not facing a wall from up close
+            while True:
+                x[i], y[i] = rng.uniform(-HALF + 0.6, HALF - 0.6, 2)
+                if _depth_to_wall(x[i], y[i], yaw[i]) >= MIN_VIEW_DEPTH:
+                    break
+                yaw[i] = rng.uniform(0, 2 * math.pi)
+        z = rng.uniform(EYE - 0.3, EYE + 0.3, v)
+        pitch = rng.uniform(-0.45, 0.1, v)
         return np.stack([x, y, z, yaw, pitch], 1).astype(np.float32)
 
     def scene(self, rng: np.random.Generator) -> Scene:

@@ -118,17 +118,18 @@ def parse_scene(data: bytes | memoryview, path: str = "<memory>", offset: int | 
         features = decode_example(data)
     except ValueError as e:
         raise DataError(path, f"record is not a tf.train.Example: {e}", offset) from None
-    for key, kind in (("frames", "bytes list"), ("cameras", "float list")):
+    for key in ("frames", "cameras"):
         if key not in features:
             found = ", ".join(repr(k) for k in features) or "none"
             raise DataError(
                 path, f"record is not a GQN scene: no {key!r} feature (features: {found})", offset
             )
-        is_floats = isinstance(features[key], np.ndarray)
-        if is_floats != (kind == "float list") or (
-            not is_floats and features[key] and isinstance(features[key][0], int)
-        ):
-            raise DataError(path, f"record is not a GQN scene: {key!r} is not a {kind}", offset)
+    # decode_example gives bytes lists as lists of memoryviews, float lists as float32 arrays.
+    frames = features["frames"]
+    if isinstance(frames, np.ndarray) or (frames and not isinstance(frames[0], memoryview)):
+        raise DataError(path, "record is not a GQN scene: 'frames' is not a bytes list", offset)
+    if not isinstance(features["cameras"], np.ndarray):
+        raise DataError(path, "record is not a GQN scene: 'cameras' is not a float list", offset)
     jpegs, cameras = features["frames"], features["cameras"]
     if not jpegs:
         raise DataError(path, "record is not a GQN scene: 'frames' is empty", offset)

@@ -21,7 +21,6 @@ class DatasetInfo:
     views: int  # views (frames and cameras) per scene
     train_files: int
     test_files: int
-    size_gb: float | None = None  # approximate size of both splits in the public bucket
 
     def files(self, split: str) -> int:
         return {"train": self.train_files, "test": self.test_files}[check_split(split)]
@@ -46,7 +45,7 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("rooms_free_camera_with_object_rotations", 128, 10, 2034, 226),
         DatasetInfo("rooms_ring_camera", 64, 10, 2160, 240),
         DatasetInfo("rooms_free_camera_no_object_rotations", 64, 10, 2160, 240),
-        DatasetInfo("shepard_metzler_5_parts", 64, 15, 900, 100, size_gb=21.0),
+        DatasetInfo("shepard_metzler_5_parts", 64, 15, 900, 100),
         DatasetInfo("shepard_metzler_7_parts", 64, 15, 900, 100),
     )
 }

@@ -84,6 +84,10 @@ def test_frames_of_the_wrong_kind(tmp_path):
     path = raw_record_file(tmp_path / "f.tfrecord", [data])
     with pytest.raises(DataError, match=r"'frames' is not a bytes list"):
         list(read_scenes(path))
+    data = encode_example({"frames": [b"x"], "cameras": [b"0" * 20]})
+    path = raw_record_file(tmp_path / "g.tfrecord", [data])
+    with pytest.raises(DataError, match=r"'cameras' is not a float list"):
+        list(read_scenes(path))
 
 
 def test_wrong_number_of_cameras(tmp_path):

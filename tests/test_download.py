@@ -111,6 +111,11 @@ def bucket(tmp_path):
     server.shutdown()
 
 
+def download_args(dest: Path, bucket: Bucket, flags: str = "") -> list[str]:
+    """`gqn data download` of the bucket's first files into `dest`, plus `flags`."""
+    return ["data", "download", NAME, "--dest", str(dest), "--base-url", bucket.url, *flags.split()]
+
+
 def fetched(dest: Path) -> list[str]:
     return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
 
@@ -162,24 +167,7 @@ def test_http_errors(bucket, tmp_path, capsys):
         download(NAME, dest, split="train", files=4, base_url=bucket.url, progress=False)
     path = f"{NAME}/test/001-of-100.tfrecord"
     bucket.statuses[path] = [403]
-    assert (
-        main(
-            [
-                "data",
-                "download",
-                NAME,
-                "--dest",
-                str(dest),
-                "--split",
-                "test",
-                "--files",
-                "1",
-                "--base-url",
-                bucket.url,
-            ]
-        )
-        == 1
-    )
+    assert main(download_args(dest, bucket, "--split test --files 1")) == 1
     assert "001-of-100.tfrecord: HTTP 403" in capsys.readouterr().err
     bucket.statuses[path] = [500, 503]  # the sizing HEAD gets the 500, the first GET the 503
     summary = download(NAME, dest, split="test", files=1, base_url=bucket.url, progress=False)
@@ -209,20 +197,7 @@ def test_sigint_leaves_only_part_files(bucket, tmp_path):
     dest = tmp_path / "data"
     bucket.delay = 0.05  # about 80 KB/s: slow enough to interrupt mid-file
     run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gqn",
-            "data",
-            "download",
-            NAME,
-            "--dest",
-            str(dest),
-            "--files",
-            "3",
-            "--base-url",
-            bucket.url,
-        ],
+        [sys.executable, "-m", "gqn", *download_args(dest, bucket, "--files 3")],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -283,23 +258,7 @@ def test_a_full_disk_during_the_transfer_is_fatal_and_clear(bucket, tmp_path, mo
 
 def test_dry_run_says_the_size(bucket, tmp_path, capsys):
     dest = tmp_path / "data"
-    assert (
-        main(
-            [
-                "data",
-                "download",
-                NAME,
-                "--dest",
-                str(dest),
-                "--files",
-                "3",
-                "--base-url",
-                bucket.url,
-                "--dry-run",
-            ]
-        )
-        == 0
-    )
+    assert main(download_args(dest, bucket, "--files 3 --dry-run")) == 0
     total = sum((bucket.root / f).stat().st_size for f in fetched(bucket.root))
     assert capsys.readouterr().out.startswith(
         f"6 files, {total / 1e6:.1f} KB left to fetch: "[:0] or "6 files, "

@@ -333,7 +333,6 @@ def run_compare(args) -> int:
 
 def run_show(args) -> int:
     from gqn.data.dataset import SceneDataset
-    from gqn.errors import GQNError
     from gqn.images import grid, save_png
 
     ds = SceneDataset(args.path, split=args.split)

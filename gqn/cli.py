@@ -3,6 +3,8 @@
     gqn data info PATH            what a dataset folder holds
     gqn data verify PATH          check every CRC and decode every JPEG
     gqn data show PATH --scene N --out views.png
+    gqn data synth DATASET --out ROOT    render a dataset locally (MuJoCo)
+    gqn data download DATASET --dest ROOT    fetch an official dataset
     gqn model --config paper      parameter and FLOP counts of a model config
     gqn train [--data ROOT/DATASET] [--config small] [--resume RUN]
     gqn plot RUN_DIR --out curves.png

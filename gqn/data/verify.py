@@ -10,10 +10,10 @@ where the next record starts); a corrupt header or a truncated record ends the f
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
-from gqn.data.scenes import parse_scene
-from gqn.data.tfrecord import read_records
+from gqn.data.scenes import read_scenes
 from gqn.errors import DataError
 
 
@@ -30,22 +30,18 @@ class FileReport:
 def verify_file(path: str) -> FileReport:
     """Read a whole file, checking framing, CRCs and Examples and decoding every frame."""
     report = FileReport(path)
+    reader = read_scenes(path, skip_corrupt=True)  # its .skipped are this report's errors
     try:
         report.bytes = os.path.getsize(path)
-        with open(path, "rb") as f:
-            for offset, data in read_records(f, path, yield_bad_data=True):
-                try:
-                    if isinstance(data, DataError):
-                        raise data
-                    frames = parse_scene(data, path, offset).decode()
-                except DataError as e:
-                    report.errors.append(str(e))
-                    continue
+        with warnings.catch_warnings():  # the report lists every skipped record already
+            warnings.simplefilter("ignore")
+            for scene in reader:
                 report.scenes += 1
-                report.views.add(frames.shape[0])
-                report.sizes.add(frames.shape[1:3])
+                report.views.add(scene.frames.shape[0])
+                report.sizes.add(scene.frames.shape[1:3])
     except DataError as e:
         report.errors.append(str(e))
     except OSError as e:
         report.errors.append(str(DataError(path, f"cannot read: {e.strerror}")))
+    report.errors[:0] = [str(e) for e in reader.skipped]
     return report

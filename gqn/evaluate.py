@@ -33,7 +33,7 @@ from gqn.errors import GQNError
 from gqn.files import atomic_write
 from gqn.metrics import bits_per_dim, mse, psnr, ssim
 from gqn.model import GQN, GQNConfig
-from gqn.schedules import linear
+from gqn.schedules import sigma_at
 
 METHODS = ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view")
 
@@ -47,11 +47,12 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") ->
     model.load_state_dict(state["model"])
     model.eval()
     train = state.get("train_config", {})
-    sigma = linear(
-        state["step"],
-        train.get("sigma_start", 2.0),
-        train.get("sigma_end", 0.7),
-        train.get("sigma_steps", 200_000),
+    keys = ("sigma_start", "sigma_end", "sigma_steps")
+    # The run's own schedule; the paper's (sigma_at's defaults) for a checkpoint without one.
+    sigma = (
+        sigma_at(state["step"], *(train[k] for k in keys))
+        if all(k in train for k in keys)
+        else sigma_at(state["step"])
     )
     return model, {"path": str(path), "step": state["step"], "sigma": sigma}
 

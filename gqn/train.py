@@ -31,7 +31,7 @@ from gqn.errors import GQNError
 from gqn.metrics import bits_per_dim, psnr
 from gqn.model import GQN, autocast, dataclass_from_dict, get_config
 from gqn.runlog import RunLog
-from gqn.schedules import linear
+from gqn.schedules import lr_at, sigma_at
 
 
 @dataclass
@@ -272,8 +272,8 @@ def train(cfg: TrainConfig) -> Result:
             epoch, first = position["epoch"], position["start_batch"]
             for i, batch in enumerate(loader):
                 tick = time.perf_counter()
-                lr = linear(step, cfg.lr_start, cfg.lr_end, cfg.lr_steps)
-                sigma = linear(step, cfg.sigma_start, cfg.sigma_end, cfg.sigma_steps)
+                lr = lr_at(step, cfg.lr_start, cfg.lr_end, cfg.lr_steps)
+                sigma = sigma_at(step, cfg.sigma_start, cfg.sigma_end, cfg.sigma_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 context_x, context_v, query_x, query_v = model_inputs(batch, device)

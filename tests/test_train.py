@@ -227,15 +227,25 @@ def test_a_20_step_run_from_the_cli(data, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_leaves_a_checkpoint_to_resume_from(data, tmp_path):
+@pytest.mark.parametrize("whole_group", [False, True], ids=["main-process", "every-process-with-workers"])
+def test_sigterm_leaves_a_checkpoint_to_resume_from(data, tmp_path, whole_group):
+    """SIGTERM to the main process, or (as schedulers and `kill -- -PGID` do) to every process of
+    the run including its DataLoader workers: either way a checkpoint is saved."""
+    workers = 2 if whole_group else 0
     run = gqn_cli(
-        *tiny_cli(data, tmp_path, "--max-steps 100000 --workers 0 --log-every 1 --checkpoint-every 100000")
+        *tiny_cli(
+            data, tmp_path, f"--max-steps 100000 --workers {workers} --log-every 1 --checkpoint-every 100000"
+        ),
+        start_new_session=True,
     )
     deadline = time.time() + 120
     while not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text():
         assert time.time() < deadline and run.poll() is None, run.communicate()
         time.sleep(0.2)
-    run.send_signal(signal.SIGTERM)
+    if whole_group:
+        os.killpg(run.pid, signal.SIGTERM)
+    else:
+        run.send_signal(signal.SIGTERM)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 128 + signal.SIGTERM, err
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

@@ -15,6 +15,8 @@ at any batch without replaying the ones before.
 
 from __future__ import annotations
 
+import signal
+
 from collections.abc import Iterator
 
 import numpy as np
@@ -115,6 +117,14 @@ def _identity(batch):
     return batch
 
 
+def _leave_stopping_to_the_main_process(worker_id: int) -> None:
+    """Workers ignore SIGTERM and SIGINT: a scheduler or `kill` that signals every process of a run
+    must reach the main process, which saves a checkpoint and stops; a worker that died first
+    would crash it instead. Workers still exit when the main process does."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_loader(
     dataset: SceneDataset,
     batch_size: int,
@@ -147,6 +157,7 @@ def make_loader(
         batch_sampler=sampler,
         collate_fn=_identity,  # the dataset's __getitems__ already stacks the batch
         num_workers=workers,
+        worker_init_fn=_leave_stopping_to_the_main_process,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         # Its own generator: otherwise each new iterator draws a seed from torch's global RNG,

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from gqn.data import SceneDataset, model_inputs, viewpoints
-from gqn.evaluate import evaluate, view_orders
+from gqn.evaluate import MODEL_HELP, evaluate, view_orders
 from gqn.files import atomic_write
 from gqn.images import grid, save_png
 from gqn.model import GQN
@@ -207,7 +207,7 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file or a run folder")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help=MODEL_HELP)
     p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
     p.add_argument("--split", default="test")
     p.add_argument("--scenes", type=int, default=12, help="scenes in the representation study")

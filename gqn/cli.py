@@ -1,5 +1,6 @@
 """The `gqn` command: one console script, a subcommand per job.
 
+    gqn demo                      the main job: built-in data, train, eval, grid, orbit GIF
     gqn data info PATH            what a dataset folder holds
     gqn data verify PATH          check every CRC and decode every JPEG
     gqn data show PATH --scene N --out views.png
@@ -11,6 +12,8 @@
     gqn eval CHECKPOINT --data ROOT/DATASET --context 1,3,5
     gqn render CHECKPOINT --data ROOT/DATASET --scene 3 [--orbit] --out FILE
     gqn analyze CHECKPOINT --data ROOT/DATASET --out analysis/
+    gqn export CHECKPOINT --name NAME --out DIR    weights as safetensors + config JSON
+    (CHECKPOINT may also be pretrained:NAME: weights that ship with gqn)
 
 `python -m gqn` is the same command. Errors in the user's input print one line and exit 1.
 """
@@ -30,7 +33,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gqn import analyze, evaluate, render, train
+    from gqn import analyze, demo, evaluate, pretrained, render, train
     from gqn.data import commands as data_commands
 
     parser = argparse.ArgumentParser(
@@ -40,11 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gqn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo.add_parser(sub)
     data_commands.add_parser(sub)
     train.add_parser(sub)
     evaluate.add_parser(sub)
     render.add_parser(sub)
     analyze.add_parser(sub)
+    pretrained.add_parser(sub)
 
     p = sub.add_parser(
         "plot",

@@ -35,26 +35,35 @@ from gqn.metrics import bits_per_dim, mse, psnr, ssim
 from gqn.model import GQN, GQNConfig
 from gqn.schedules import sigma_at
 
+MODEL_HELP = "a checkpoint file, a run folder, pretrained:NAME or a .safetensors file"
 METHODS = ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view")
 
 
 def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GQN, dict]:
-    """A trained model from a checkpoint file or a run folder, in eval mode, and facts about it:
-    {"path", "step", "sigma"} (sigma: the pixel standard deviation of its training at that step)."""
+    """A trained model, in eval mode, from a checkpoint file, a run folder, "pretrained:NAME" or a
+    .safetensors file; and facts about it: {"path", "step", "sigma"} (sigma: the pixel standard
+    deviation of its training at that step)."""
+    from gqn.pretrained import is_pretrained, load_weights
+
+    if is_pretrained(source):
+        model, meta = load_weights(source, device)
+        return model, {"path": meta["path"], "step": meta["step"], "sigma": meta["sigma"]}
     path = resolve(str(source), None)
     state = load_checkpoint(path, map_location=device)
     model = GQN(GQNConfig.from_dict(state["model_config"], where=str(path))).to(device)
     model.load_state_dict(state["model"])
     model.eval()
+    return model, {"path": str(path), "step": state["step"], "sigma": run_sigma(state)}
+
+
+def run_sigma(state: dict) -> float:
+    """The pixel sigma of a checkpoint's training at its step: the run's own schedule, or the
+    paper's (sigma_at's defaults) for a checkpoint without one."""
     train = state.get("train_config", {})
     keys = ("sigma_start", "sigma_end", "sigma_steps")
-    # The run's own schedule; the paper's (sigma_at's defaults) for a checkpoint without one.
-    sigma = (
-        sigma_at(state["step"], *(train[k] for k in keys))
-        if all(k in train for k in keys)
-        else sigma_at(state["step"])
-    )
-    return model, {"path": str(path), "step": state["step"], "sigma": sigma}
+    if all(k in train for k in keys):
+        return sigma_at(state["step"], *(train[k] for k in keys))
+    return sigma_at(state["step"])
 
 
 def open_dataset(
@@ -216,7 +225,7 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file or a run folder")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help=MODEL_HELP)
     p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
     p.add_argument("--split", default="test")
     p.add_argument("--scenes", type=int, default=100)
@@ -247,9 +256,18 @@ def run(args) -> int:
     report = evaluate(model, dataset, args.scenes, contexts, args.samples, sigma, args.seed)
     report.update(checkpoint=info["path"], step=info["step"])
     print(format_table(report))
-    out = args.out or Path(info["path"]).parent.parent / "eval.json"
+    out = args.out or default_report_path(args.checkpoint, info["path"])
     print(f"wrote {write_json(report, out)}")
     return 0
+
+
+def default_report_path(source: str, path: str) -> Path:
+    """eval.json in a checkpoint's run folder; for pretrained weights, eval-NAME.json here."""
+    from gqn.pretrained import is_pretrained
+
+    if is_pretrained(source):
+        return Path(f"eval-{Path(path).stem}.json")
+    return Path(path).parent.parent / "eval.json"
 
 
 def psnr_gain(report: dict, k: int = 3) -> float:

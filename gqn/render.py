@@ -5,8 +5,9 @@
     gqn render CHECKPOINT --scene my_scene/ --orbit --out orbit.gif
 
 The grid shows, left to right: the K context views, the true query view (view 0 of the scene),
-the reconstruction through the posterior, `--samples` draws from the prior and their per-pixel
-standard deviation (white where the samples disagree). The orbit moves the camera along the
+the reconstruction through the posterior, the prediction with z at the prior mean, `--samples`
+draws from the prior and their per-pixel standard deviation (white where the samples disagree);
+the PSNR of the prior mean and the posterior against the truth is printed. The orbit moves the camera along the
 dataset's own camera path (Shepard-Metzler: the sphere of radius 10/3 at `--pitch`; rooms: the
 ring) and predicts every frame from the same context, with z at the prior mean.
 
@@ -37,6 +38,7 @@ from gqn.data import viewpoints
 from gqn.errors import GQNError
 from gqn.files import atomic_write
 from gqn.images import grid, save_png
+from gqn.metrics import psnr
 from gqn.model import GQN
 
 ORBIT_FRAMES = 48
@@ -93,25 +95,46 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def render_grid(
+def predict(
     model: GQN, frames: np.ndarray, cameras: np.ndarray, context: int = 3, samples: int = 4, seed: int = 0
-) -> Image.Image:
-    """One row: context views | truth | posterior | prior samples | their standard deviation."""
+) -> dict[str, torch.Tensor]:
+    """View 0 predicted from views 1..context: each entry (N, 3, H, W) in [0, 1]: "context", "truth",
+    "posterior", "prior_mean", "samples" (prior draws) and "std" (their per-pixel spread, grey,
+    scaled to its maximum)."""
     if not 1 <= context < len(frames):
         raise GQNError(f"--context {context}: the scene has {len(frames)} views, so 1..{len(frames) - 1}")
     x, v = as_inputs(frames, cameras)
     cx, cv, qx, qv = x[:, 1 : context + 1], v[:, 1 : context + 1], x[:, 0], v[:, 0]
     torch.manual_seed(seed)
-    posterior = model.reconstruct(cx, cv, qx, qv)
-    draws = torch.cat([model.sample(cx, cv, qv) for _ in range(samples)])
+    draws = torch.cat([model.sample(cx, cv, qv) for _ in range(samples)]) if samples else qx[:0]
     std = draws.std(0, keepdim=True) if samples > 1 else torch.zeros_like(qx)
-    std = (std.mean(1, keepdim=True) / max(std.max().item(), 1e-6)).expand(
-        -1, 3, -1, -1
-    )  # grey, scaled to its max
-    tiles = torch.cat([cx[0], qx, posterior, draws, std])
-    captions = [f"context {i + 1}" for i in range(context)] + ["truth", "posterior"]
-    captions += [f"sample {i + 1}" for i in range(samples)] + (["sample std"] if samples else [])
-    return grid(to_uint8(tiles[: len(captions)]), len(captions), captions, scale=2)
+    std = (std.mean(1, keepdim=True) / max(std.max().item(), 1e-6)).expand(-1, 3, -1, -1)
+    return {
+        "context": cx[0],
+        "truth": qx,
+        "posterior": model.reconstruct(cx, cv, qx, qv),
+        "prior_mean": model.sample(cx, cv, qv, use_mean=True),
+        "samples": draws,
+        "std": std[:0] if samples == 0 else std,
+    }
+
+
+def render_grid(
+    model: GQN, frames: np.ndarray, cameras: np.ndarray, context: int = 3, samples: int = 4, seed: int = 0
+) -> Image.Image:
+    """One row: context views | truth | posterior | prior mean | prior samples | their spread."""
+    return grid_image(predict(model, frames, cameras, context, samples, seed))
+
+
+def grid_image(p: dict[str, torch.Tensor]) -> Image.Image:
+    """The tiles of `predict` in one captioned row."""
+    captions = [f"context {i + 1}" for i in range(len(p["context"]))] + ["truth", "posterior", "prior mean"]
+    captions += [f"sample {i + 1}" for i in range(len(p["samples"]))] + (
+        ["sample std"] if len(p["std"]) else []
+    )
+    order = ("context", "truth", "posterior", "prior_mean", "samples", "std")
+    tiles = torch.cat([p[k] for k in order])
+    return grid(to_uint8(tiles), len(captions), captions, scale=2)
 
 
 def camera_path(dataset: str, path: str = "auto") -> str:
@@ -166,6 +189,7 @@ def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: int = 12, scale:
 
 def add_parser(sub) -> None:
     from gqn.cli import HelpFormatter
+    from gqn.evaluate import MODEL_HELP
 
     p = sub.add_parser(
         "render",
@@ -173,7 +197,7 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file or a run folder")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help=MODEL_HELP)
     p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
     p.add_argument("--split", default="test")
     p.add_argument("--scene", default="0", help="scene index, or a folder of images + cameras.json")
@@ -206,6 +230,11 @@ def run(args) -> int:
             f"wrote {out}: {args.frames} frames around {name} scene {args.scene} from {args.context} context views"
         )
     else:
-        out = save_png(render_grid(model, frames, cameras, args.context, args.samples, args.seed), args.out)
+        p = predict(model, frames, cameras, args.context, args.samples, args.seed)
+        out = save_png(grid_image(p), args.out)
         print(f"wrote {out}: {name} scene {args.scene}, {args.context} context views, {args.samples} samples")
+        scores = {k: psnr(p[k], p["truth"]).item() for k in ("posterior", "prior_mean")}
+        print(
+            f"PSNR against the truth: prior mean {scores['prior_mean']:.2f} dB, posterior {scores['posterior']:.2f} dB"
+        )
     return 0

@@ -49,6 +49,17 @@ def make_dataset(
     return Path(root) / name
 
 
+def train_tiny(root, scenes_per_file: int, **overrides):
+    """A tiny model trained for 3 steps on a fresh random dataset in `root`: (data folder, run folder)."""
+    from gqn.train import TrainConfig, train
+
+    data = str(make_dataset(root, files=(1, 1), scenes_per_file=scenes_per_file))
+    run = Path(root) / "run"
+    settings = dict(config="tiny", batch_size=4, max_steps=3, workers=0, eval_every=0)
+    train(TrainConfig(data=data, run_dir=str(run), **{**settings, **overrides}))
+    return data, run
+
+
 @pytest.fixture
 def dataset_dir(tmp_path):
     return make_dataset(tmp_path)

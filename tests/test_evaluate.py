@@ -2,11 +2,12 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_shepard_metzler_cameras, make_dataset
+from conftest import assert_shepard_metzler_cameras, train_tiny
 from PIL import Image
 
 from gqn.cli import main
@@ -15,21 +16,12 @@ from gqn.errors import GQNError
 from gqn.evaluate import evaluate, load_model, nearest_view
 from gqn.metrics import PSNR_CAP, mse, psnr, ssim
 from gqn.render import orbit_cameras
-from gqn.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny model trained for 3 steps, and its data."""
-    root = tmp_path_factory.mktemp("eval")
-    data = str(make_dataset(root, files=(1, 1), scenes_per_file=12))
-    run = root / "run"
-    train(
-        TrainConfig(
-            data=data, run_dir=str(run), config="tiny", batch_size=4, max_steps=3, workers=0, eval_every=0
-        )
-    )
-    return data, run
+    return train_tiny(tmp_path_factory.mktemp("eval"), scenes_per_file=12)
 
 
 def test_metrics_known_answers():
@@ -129,8 +121,11 @@ def test_cli_eval_render_and_orbit_write_their_files(trained, tmp_path, capsys):
     assert "prior_mean" in out and "nearest_view *" in out
     assert set(json.loads((tmp_path / "e.json").read_text())["results"]) == {"1", "2"}
     assert cli(f"render {run} --data {data} --scene 2 --samples 3 --out {tmp_path}/g.png") == 0
-    # 3 context views, truth, posterior, 3 samples, their std: 9 tiles of 2 x 64 px
-    assert Image.open(tmp_path / "g.png").size[0] == 9 * (128 + 2) + 2
+    # 3 context views, truth, posterior, prior mean, 3 samples, their std: 10 tiles of 2 x 64 px
+    assert Image.open(tmp_path / "g.png").size[0] == 10 * (128 + 2) + 2
+    assert re.search(
+        r"PSNR against the truth: prior mean \d+\.\d\d dB, posterior \d+\.\d\d dB", capsys.readouterr().out
+    )
     assert cli(f"render {run} --data {data} --scene 2 --orbit --frames 36 --out {tmp_path}/o.gif") == 0
     gif = Image.open(tmp_path / "o.gif")
     assert gif.n_frames == 36 and gif.size == (128, 128)

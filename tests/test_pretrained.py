@@ -1,0 +1,144 @@
+"""Pretrained weights: export from a checkpoint, load by name or path, refuse damaged files."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import train_tiny
+
+import gqn
+from gqn.cli import main
+from gqn.errors import GQNError
+from gqn.evaluate import load_model
+from gqn.pretrained import available, export, load_weights, recipe, train_command
+
+# `gqn render pretrained:shepard_metzler_5_parts --data ../shared/reference`, as in the README
+REFERENCE_PRIOR_MEAN_PSNR = 0.0
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny model trained for 3 steps, exported as weights + JSON."""
+    root = tmp_path_factory.mktemp("pretrained")
+    data, run = train_tiny(root, scenes_per_file=8, sigma_steps=10)
+    weights, meta = export(run, "tiny", root / "weights", eval_report={"results": {}})
+    return data, run, weights, meta
+
+
+def test_exported_weights_predict_exactly_what_the_checkpoint_does(exported):
+    data, run, weights, meta = exported
+    a, info_a = load_model(run)
+    b, info_b = load_model(weights)
+    assert info_b["step"] == info_a["step"] == 3
+    assert info_b["sigma"] == pytest.approx(info_a["sigma"]) == pytest.approx(2.0 - 1.3 * 3 / 10)
+    x, v = torch.rand(2, 3, 3, 64, 64), torch.randn(2, 3, 7)
+    qv = torch.randn(2, 7)
+    torch.testing.assert_close(
+        a.sample(x, v, qv, use_mean=True), b.sample(x, v, qv, use_mean=True), rtol=0, atol=0
+    )
+    described = json.loads(meta.read_text())
+    assert described["model_config"]["L"] == a.config.L
+    assert described["eval"] == {"results": {}}
+    assert described["trained_with"] == [
+        f"gqn train --data {data} --config tiny --batch-size 4 --max-steps 3 --sigma-steps 10 --eval-every 0 "
+        "--run-dir runs/tiny-1"
+    ]
+    assert weights.stat().st_size < 25e6
+
+
+def test_train_command_leaves_out_defaults_and_the_builtin_data():
+    config = {"data": "/c/data/shepard_metzler_5_parts-10000-500-seed0/shepard_metzler_5_parts"}
+    assert train_command({**config, "sigma_steps": 3000, "precision": "bf16", "run_dir": "x"}) == (
+        "gqn train --sigma-steps 3000 --precision bf16"
+    )
+
+
+def test_recipe_of_a_model_trained_in_two_stages():
+    first = {"step": 700, "train_config": {"sigma_steps": 300, "max_steps": 10**5}}
+    second = {"step": 900, "train_config": {"sigma_start": 2.0, "sigma_end": 2.0, "max_steps": 10**5}}
+    assert recipe("m", [first, second]) == [
+        "gqn train --max-steps 700 --sigma-steps 300 --run-dir runs/m-1",
+        "gqn train --max-steps 900 --sigma-end 2.0 --run-dir runs/m-2 --resume runs/m-1/checkpoints/step-00000700.pt",
+    ]
+
+
+def test_damaged_or_mismatched_weights_are_refused(exported, tmp_path):
+    _, _, weights, meta = exported
+    bad = tmp_path / "tiny.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    bad.write_bytes(data)
+    (tmp_path / "tiny.json").write_text(meta.read_text())
+    with pytest.raises(GQNError, match=r"tiny\.safetensors: SHA-256 .* does not match tiny\.json"):
+        load_weights(bad)
+    bad.write_bytes(weights.read_bytes())
+    described = json.loads(meta.read_text())
+    described["model_config"]["h_channels"] += 1
+    (tmp_path / "tiny.json").write_text(json.dumps(described))
+    with pytest.raises(GQNError, match=r"does not fit the config in tiny\.json"):
+        load_weights(bad)
+    (tmp_path / "tiny.json").unlink()
+    with pytest.raises(GQNError, match=r"tiny\.json: missing"):
+        load_weights(bad)
+
+
+def test_unknown_pretrained_name_lists_the_available_ones(capsys):
+    assert main(["render", "pretrained:nope", "--out", "/tmp/never.png"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gqn: error: pretrained:nope: no such pretrained model; available: ")
+    assert err.count("\n") == 1
+
+
+def test_shipped_shepard_metzler_weights_load_by_name():
+    assert "shepard_metzler_5_parts" in available()
+    model = gqn.load_pretrained("shepard_metzler_5_parts")
+    assert not model.training
+    _, meta = load_weights("pretrained:shepard_metzler_5_parts")
+    assert meta["dataset"] == "shepard_metzler_5_parts" and meta["trained_with"][0].startswith("gqn train")
+    gain = meta["eval"]["results"]["3"]
+    assert gain["prior_mean"]["psnr"] >= 2 + max(gain["context_mean"]["psnr"], gain["nearest_view"]["psnr"])
+
+
+def test_cli_export(exported, tmp_path, capsys):
+    _, run, _, _ = exported
+    assert main(["export", str(run), "--name", "m", "--out", str(tmp_path)]) == 0
+    assert "m.safetensors" in capsys.readouterr().out
+    assert load_weights(tmp_path / "m.safetensors")[1]["name"] == "m"
+
+
+@pytest.mark.slow
+def test_gqn_eval_reproduces_the_shipped_eval_table(tmp_path):
+    """The held-out scenes of the built-in data (scene i depends only on seed, split and i, so
+    rendering just the test split gives the same scenes), evaluated as the shipped JSON says."""
+    from gqn.data import SceneDataset
+    from gqn.evaluate import evaluate
+    from gqn.synth import synthesize
+
+    model, meta = load_weights("pretrained:shepard_metzler_5_parts")
+    shipped = meta["eval"]
+    synthesize("shepard_metzler_5_parts", tmp_path, 0, shipped["scenes"], seed=0, progress=False)
+    test = SceneDataset(tmp_path / "shepard_metzler_5_parts", split="test")
+    contexts = tuple(int(k) for k in shipped["results"])
+    report = evaluate(
+        model, test, shipped["scenes"], contexts, shipped["samples"], shipped["sigma"], shipped["seed"]
+    )
+    for k, expected in shipped["results"].items():
+        got = report["results"][k]
+        assert got["elbo_nats"] == pytest.approx(expected["elbo_nats"], abs=0.5)
+        for method in ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view"):
+            for name, tol in (("mse", 1e-5), ("psnr", 0.01), ("ssim", 1e-3)):
+                assert got[method][name] == pytest.approx(expected[method][name], abs=tol), (k, method, name)
+
+
+def test_render_of_the_real_reference_scene(reference_file, tmp_path, capsys):
+    """The figure the README shows next to the truth: trained on synthetic data, asked about a
+    real DeepMind scene."""
+    reference = str(Path(reference_file).parents[2])
+    out = tmp_path / "reference.png"
+    assert main(["render", "pretrained:shepard_metzler_5_parts", "--data", reference, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    prior_mean = float(re.search(r"prior mean (\d+\.\d+) dB", printed).group(1))
+    assert prior_mean == pytest.approx(REFERENCE_PRIOR_MEAN_PSNR, abs=0.02)
+    assert out.stat().st_size > 0

@@ -27,15 +27,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The main job: render the built-in data (once), train the small model for DEMO_STEPS steps
-# (about 1 s each on 2 cores; re-running continues from the last checkpoint), plot the curves.
-DEMO_STEPS ?= 300
+# The main job (gqn demo): the built-in data (rendered once), the small model trained for
+# DEMO_MINUTES (re-running continues from the last checkpoint), its eval table, a render grid and
+# an orbit GIF, and the same grid and orbit from the shipped pretrained weights, all in $(OUT)/.
+DEMO_MINUTES ?= 10
 demo: setup
-	$(VENV)/bin/gqn data compare $$($(VENV)/bin/gqn data builtin | tail -1) --reference ../shared/reference --out $(OUT)/compare.png
-	$(VENV)/bin/gqn train --config small --precision bf16 --workers 1 --max-steps $(DEMO_STEPS) --run-dir $(OUT)/demo \
-		--resume auto --log-every 10 --eval-every 100 --checkpoint-every 100 --image-every 100
-	$(VENV)/bin/gqn plot $(OUT)/demo --out $(OUT)/curves.png
-	@echo "results in $(OUT)/: compare.png (real vs synthetic), curves.png, demo/ (checkpoints, metrics.jsonl, tensorboard/)"
+	$(VENV)/bin/gqn demo --out $(OUT) --minutes $(DEMO_MINUTES)
 
 lint: setup
 	$(VENV)/bin/ruff check .

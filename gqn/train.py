@@ -13,6 +13,7 @@ resumed, or spread over N processes, computes what one uninterrupted process wou
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import signal
@@ -53,6 +54,10 @@ class TrainConfig:
     )
     max_steps: int = field(
         default=2_000_000, metadata={"help": "stop after this many steps (paper: about 2M)"}
+    )
+    max_minutes: float = field(
+        default=0.0,
+        metadata={"help": "also stop, saving, after this many minutes of this invocation (0: no limit)"},
     )
     lr_start: float = field(default=5e-4, metadata={"help": "Adam learning rate at step 0 (paper)"})
     lr_end: float = field(default=5e-5, metadata={"help": "learning rate from --lr-steps on (paper)"})
@@ -155,6 +160,15 @@ def eval_batch(path: str | os.PathLike, cfg: TrainConfig) -> dict | None:
     return next(iter(loader))
 
 
+def agree(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every process if it is true on any (so all stop at the same step)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def unwrap(model: torch.nn.Module) -> GQN:
     model = getattr(model, "module", model)  # DistributedDataParallel
     return getattr(model, "_orig_mod", model)  # torch.compile
@@ -245,6 +259,8 @@ def train(cfg: TrainConfig) -> Result:
         dynamic_ncols=True,
     )
     last_metrics, rate = {}, None
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
+    out_of_time = False
     dims = 3 * dataset.stored_size**2 if cfg.image_size is None else 3 * cfg.image_size**2
 
     def save() -> Path | None:
@@ -267,7 +283,7 @@ def train(cfg: TrainConfig) -> Result:
 
     # --- loop -----------------------------------------------------------------------------------
     try:
-        while step < cfg.max_steps and not stop.received:
+        while step < cfg.max_steps and not stop.received and not out_of_time:
             sampler.load_state_dict(position)
             epoch, first = position["epoch"], position["start_batch"]
             for i, batch in enumerate(loader):
@@ -359,7 +375,8 @@ def train(cfg: TrainConfig) -> Result:
                 bar.update(1)
 
                 # --- save ---
-                done = step >= cfg.max_steps or stop.received
+                out_of_time = deadline is not None and agree(time.monotonic() >= deadline, world, device)
+                done = step >= cfg.max_steps or stop.received or out_of_time
                 if step % cfg.checkpoint_every == 0 or done:
                     checkpoint = save() or checkpoint
                 if done:
@@ -369,9 +386,10 @@ def train(cfg: TrainConfig) -> Result:
         bar.close()
         if log is not None:
             log.close()
-    if lead and stop.received:
+    if lead and (stop.received or out_of_time):
+        why = stop.received or f"the {cfg.max_minutes:g}-minute limit"
         print(
-            f"stopped by {stop.received} at step {step}; checkpoint {checkpoint}; continue with --resume {cfg.run_dir}"
+            f"stopped by {why} at step {step}; checkpoint {checkpoint}; continue with --resume {cfg.run_dir}"
         )
     return Result(step, checkpoint, last_metrics, stop.received)
 
@@ -420,13 +438,11 @@ def evaluate(
 
 
 def add_parser(sub) -> None:
-    from gqn.cli import HelpFormatter
-
     p = sub.add_parser(
         "train",
         help="train a GQN with the paper's schedules; checkpoints, resume, TensorBoard, DDP",
         description=__doc__,
-        formatter_class=HelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # each help states its default
     )
     for f in fields(TrainConfig):
         names = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
@@ -441,7 +457,7 @@ def add_parser(sub) -> None:
                 default=None,
                 choices=f.metadata.get("choices"),
                 metavar=f.name.upper(),
-                help=f"{f.metadata['help']} (default: {f.default})",
+                help=f.metadata["help"] + ("" if f.default is None else f" (default: {f.default})"),
             )
     p.set_defaults(run=run)
 

@@ -1,0 +1,45 @@
+"""The main job (`make demo` runs `gqn demo`), end to end in a reduced form, through the same code."""
+
+import json
+import os
+
+from conftest import make_dataset
+from PIL import Image
+
+from gqn.cli import main
+
+
+def test_demo_writes_every_result_and_reuses_them(tmp_path, capsys):
+    data = make_dataset(tmp_path, files=(1, 1), scenes_per_file=6)
+    out = tmp_path / "out"
+    argv = ["demo", "--out", str(out), "--data", str(data), "--steps", "3", "--config", "tiny"]
+    argv += ["--batch-size", "4", "--eval-scenes", "4", "--workers", "0"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    names = ["curves.png", "eval.txt", "eval.json", "grid.png", "orbit.gif"]
+    names += ["pretrained-grid.png", "pretrained-orbit.gif"]  # data named shepard_metzler_5_parts
+    for name in names:
+        assert (out / name).stat().st_size > 0, name
+        assert f"{out / name}" in printed
+    report = json.loads((out / "eval.json").read_text())
+    assert report["step"] == 3 and set(report["results"]) == {"1", "3", "5"}
+    assert Image.open(out / "orbit.gif").n_frames == 48
+    assert (out / "eval.txt").read_text() in printed
+
+    # A re-run trains no further and rewrites nothing.
+    stamps = {name: os.stat(out / name).st_mtime_ns for name in names}
+    assert main(argv) == 0
+    assert "training tiny" not in capsys.readouterr().out
+    assert stamps == {name: os.stat(out / name).st_mtime_ns for name in names}
+
+    # Asking for more steps continues from the checkpoint and refreshes the results.
+    assert main([*argv[:6], "5", *argv[7:]]) == 0
+    assert "step 3 of 5" in capsys.readouterr().out
+    assert json.loads((out / "eval.json").read_text())["step"] == 5
+
+
+def test_demo_bad_scene_is_a_one_line_error(tmp_path, capsys):
+    data = make_dataset(tmp_path, files=(1, 1), scenes_per_file=4)
+    argv = ["demo", "--out", str(tmp_path / "o"), "--data", str(data), "--steps", "1", "--config", "tiny"]
+    assert main([*argv, "--batch-size", "2", "--eval-scenes", "2", "--workers", "0", "--scene", "9"]) == 1
+    assert "--scene 9: shepard_metzler_5_parts/test has scenes 0..3" in capsys.readouterr().err

@@ -346,3 +346,11 @@ def test_data_parallel_without_gpus_says_what_to_do(data, capsys):
         "there is none; for several CPU processes use: torchrun --nproc-per-node N -m gqn train"
         in capsys.readouterr().err
     )
+
+
+def test_max_minutes_stops_and_saves_and_the_next_run_continues(data, tmp_path, capsys):
+    result = train(tiny(data, tmp_path, max_steps=1000, max_minutes=1e-9))  # out of time after step 1
+    assert result.step == 1 and result.stopped_by is None
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 1
+    assert "stopped by the 1e-09-minute limit at step 1" in capsys.readouterr().out
+    assert train(tiny(data, tmp_path, max_steps=3, resume="auto")).step == 3

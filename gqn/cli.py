@@ -54,11 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "plot",
         help="training curves of a run (loss, MSE, KL) as a PNG",
-        description="Plot the loss, MSE and KL of a run's metrics.jsonl against the step.\n\n"
-        "example:\n  gqn plot runs/gqn --out curves.png",
+        description="Plot the loss, MSE, KL and held-out PSNR of a run's metrics.jsonl against the\n"
+        "step. Several runs, each resumed from the one before, are drawn as one.\n\n"
+        "examples:\n  gqn plot runs/gqn --out curves.png\n  gqn plot runs/stage-1 runs/stage-2 --out curves.png",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(run=run_plot)
 
@@ -80,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run_plot(args) -> int:
     from gqn.plots import training_curves
 
-    if not os.path.exists(os.path.join(args.run_dir, "metrics.jsonl")):
-        raise GQNError(f"{args.run_dir}: no metrics.jsonl (is it a run folder of gqn train?)")
-    print(f"wrote {training_curves(args.run_dir, args.out)}")
+    for run_dir in args.run_dirs:
+        if not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+            raise GQNError(f"{run_dir}: no metrics.jsonl (is it a run folder of gqn train?)")
+    print(f"wrote {training_curves(args.run_dirs, args.out)}")
     return 0
 
 

@@ -22,10 +22,25 @@ PANELS = [
 ]
 
 
-def training_curves(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:
-    """Loss, MSE and KL against the step, training records and held-out evaluations."""
-    train, held_out = read_metrics(run_dir, "train"), read_metrics(run_dir, "eval")
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), constrained_layout=True)
+def stitched(run_dirs: list[str | os.PathLike], split: str) -> list[dict]:
+    """The metrics of runs that continue one another (each resumed from the one before): a later
+    run's records replace the earlier ones from its first step on."""
+    records: list[dict] = []
+    for run_dir in run_dirs:
+        later = read_metrics(run_dir, split)
+        if later:
+            records = [r for r in records if r["step"] < later[0]["step"]]
+        records += later
+    return records
+
+
+def training_curves(run_dirs: str | os.PathLike | list, out: str | os.PathLike) -> str:
+    """Loss, MSE and KL against the step (training records and held-out evaluations), and the
+    held-out PSNR of the posterior and the prior mean; several runs are stitched in order."""
+    runs = list(run_dirs) if isinstance(run_dirs, (list, tuple)) else [run_dirs]
+    train, held_out = stitched(runs, "train"), stitched(runs, "eval")
+    panels = len(PANELS) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), constrained_layout=True)
     for ax, (key, title) in zip(axes, PANELS):
         ax.plot([r["step"] for r in train], [r[key] for r in train], lw=1, label="train")
         if held_out:
@@ -38,7 +53,17 @@ def training_curves(run_dir: str | os.PathLike, out: str | os.PathLike) -> str:
         if key == "mse":
             ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle(os.path.basename(os.path.abspath(run_dir)), fontsize=10)
+    ax = axes[-1]
+    for key, label in (("psnr", "posterior"), ("prior_mean_psnr", "prior mean")):
+        points = [(r["step"], r[key]) for r in held_out if key in r]
+        if points:
+            ax.plot(*zip(*points), "o-", ms=3, label=label)
+    ax.set_title("held-out PSNR (dB)", fontsize=10)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    if held_out:
+        ax.legend(fontsize=8)
+    fig.suptitle(" + ".join(os.path.basename(os.path.abspath(r)) for r in runs), fontsize=10)
     with atomic_write(out) as f:
         fig.savefig(f, format="png", dpi=100)
     plt.close(fig)

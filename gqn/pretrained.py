@@ -173,7 +173,7 @@ def export(
         "parameters": sum(t.numel() for t in tensors.values()),
     }
     if eval_report is not None:
-        meta["eval"] = eval_report
+        meta["eval"] = {k: v for k, v in eval_report.items() if k != "checkpoint"}  # a local path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     weights, description = out / f"{name}.safetensors", out / f"{name}.json"

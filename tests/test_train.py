@@ -323,7 +323,7 @@ def test_plot_command(data, tmp_path, capsys):
 
     train(tiny(data, tmp_path / "run"))
     assert main(["plot", str(tmp_path / "run"), "--out", str(tmp_path / "c.png")]) == 0
-    assert Image.open(tmp_path / "c.png").size == (1260, 340)
+    assert Image.open(tmp_path / "c.png").size == (1680, 340)  # loss, MSE, KL, held-out PSNR
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "d.png")]) == 1
     assert "no metrics.jsonl" in capsys.readouterr().err
 
@@ -354,3 +354,18 @@ def test_max_minutes_stops_and_saves_and_the_next_run_continues(data, tmp_path, 
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 1
     assert "stopped by the 1e-09-minute limit at step 1" in capsys.readouterr().out
     assert train(tiny(data, tmp_path, max_steps=3, resume="auto")).step == 3
+
+
+def test_plots_stitch_runs_that_continue_one_another(tmp_path):
+    import json
+
+    from gqn.plots import stitched
+
+    for name, steps in (("a", range(10, 80, 10)), ("b", range(50, 100, 10))):
+        (tmp_path / name).mkdir()
+        lines = [json.dumps({"step": s, "split": "train", "loss": float(s), "run": name}) for s in steps]
+        (tmp_path / name / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    records = stitched([tmp_path / "a", tmp_path / "b"], "train")
+    assert [(r["step"], r["run"]) for r in records] == [(10, "a"), (20, "a"), (30, "a"), (40, "a")] + [
+        (s, "b") for s in range(50, 100, 10)
+    ]

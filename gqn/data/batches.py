@@ -16,7 +16,6 @@ at any batch without replaying the ones before.
 from __future__ import annotations
 
 import signal
-
 from collections.abc import Iterator
 
 import numpy as np

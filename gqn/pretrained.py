@@ -128,14 +128,24 @@ def train_command(train_config: dict, step: int | None = None) -> str:
     return " ".join(parts)
 
 
-def recipe(name: str, stages: list[dict]) -> list[str]:
+def recipe(name: str, stages: list[dict], origin: dict | None = None) -> list[str]:
     """The commands that reproduce a model trained in stages (checkpoint states, first to last):
-    each stage runs in runs/NAME-K and the next resumes from its last checkpoint."""
-    commands = []
-    for k, state in enumerate(stages, 1):
-        command = train_command(state.get("train_config", {}), state["step"]) + f" --run-dir runs/{name}-{k}"
-        if k > 1:
-            command += f" --resume runs/{name}-{k - 1}/checkpoints/step-{stages[k - 2]['step']:08d}.pt"
+    each stage runs in runs/NAME-K and the next resumes from its last checkpoint. `origin`: the
+    description (weights JSON) of the pretrained weights the first stage started from (--init),
+    whose own commands come first and whose last checkpoint the first stage's --init names."""
+    commands = list(origin["trained_with"]) if origin else []
+    first = len(commands) + 1
+    for k, state in enumerate(stages, first):
+        config = dict(state.get("train_config", {}))
+        if k > first:
+            config.pop("init", None)  # a resumed stage takes its checkpoint's weights
+        elif origin:
+            config["init"] = f"runs/{origin['name']}-{k - 1}/checkpoints/step-{origin['step']:08d}.pt"
+        command = train_command(config, state["step"]) + f" --run-dir runs/{name}-{k}"
+        if k > first:
+            command += (
+                f" --resume runs/{name}-{k - 1}/checkpoints/step-{stages[k - first - 1]['step']:08d}.pt"
+            )
         commands.append(command)
     return commands
 
@@ -156,6 +166,8 @@ def export(
     path = resolve(str(checkpoint), None)
     state = load_checkpoint(path)
     stages = [load_checkpoint(resolve(str(p), None)) for p in earlier] + [state]
+    init = stages[0].get("train_config", {}).get("init")
+    origin = load_weights(init)[1] if init and is_pretrained(init) else None
     tensors = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
     data = save(tensors)
     train_config = state.get("train_config", {})
@@ -167,7 +179,7 @@ def export(
         "step": state["step"],
         "sigma": run_sigma(state),
         "dataset": Path(train_config["data"]).name if train_config.get("data") else None,
-        "trained_with": recipe(name, stages),
+        "trained_with": recipe(name, stages, origin),
         "train_config": {k: v for k, v in train_config.items() if k not in ("run_dir", "data", "resume")},
         "sha256": hashlib.sha256(data).hexdigest(),
         "parameters": sum(t.numel() for t in tensors.values()),

@@ -94,6 +94,13 @@ class TrainConfig:
             "help": "a run folder, a checkpoint file, a step number of --run-dir, or auto (--run-dir's last.pt if any)"
         },
     )
+    init: str | None = field(
+        default=None,
+        metadata={
+            "help": "start from these weights (a checkpoint, run folder, pretrained:NAME or .safetensors) "
+            "with a new optimizer at step 0: fine-tuning; a resumed run takes its checkpoint's weights"
+        },
+    )
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "train config") -> TrainConfig:
@@ -241,6 +248,14 @@ def train(cfg: TrainConfig) -> Result:
         checkpoint = path
         if lead:
             print(f"resumed from {path} at step {step}")
+    elif cfg.init is not None:
+        from gqn.evaluate import load_model
+
+        start, facts = load_model(cfg.init)
+        check_same_model(facts["path"], start.config.to_dict(), model_cfg.to_dict())
+        model.load_state_dict(start.state_dict())
+        if lead:
+            print(f"initialised from {facts['path']} (trained {facts['step']} steps); optimizer new, step 0")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(

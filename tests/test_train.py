@@ -130,6 +130,24 @@ def test_checkpoint_of_another_config_or_version(data, tmp_path):
         load_checkpoint(tmp_path / "old.pt")
 
 
+def test_init_starts_from_the_weights_with_a_new_optimizer(data, tmp_path):
+    source = train(tiny(data, tmp_path / "a", max_steps=3))
+    # lr 0: one Adam step that moves nothing, so the new run holds exactly the source's weights
+    tuned = train(tiny(data, tmp_path / "b", max_steps=1, lr_start=0.0, lr_end=0.0, init=str(tmp_path / "a")))
+    old, new = load_checkpoint(source.checkpoint), load_checkpoint(tuned.checkpoint)
+    assert new["step"] == 1 and new["train_config"]["init"] == str(tmp_path / "a")
+    for key in old["model"]:
+        assert torch.equal(old["model"][key], new["model"][key]), key
+    assert {s["step"].item() for s in new["optimizer"]["state"].values()} == {1}  # not 3 + 1
+    # Resuming the fine-tuned run continues it; --init is only where a run starts.
+    again = train(tiny(data, tmp_path / "b", max_steps=2, init=str(tmp_path / "a"), resume="auto"))
+    assert again.step == 2
+    with pytest.raises(
+        GQNError, match=r"last\.pt: trained with another model config \(L: 2 in checkpoint, 6 asked"
+    ):
+        train(tiny(data, tmp_path / "c", config="small", max_steps=1, init=str(tmp_path / "a")))
+
+
 def test_non_finite_loss_stops_naming_the_step(data, tmp_path, monkeypatch):
     from gqn.model import GQN
 

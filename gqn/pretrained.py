@@ -110,8 +110,9 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> GQN:
 
 def train_command(train_config: dict, step: int | None = None) -> str:
     """The `gqn train` command line that reproduces a run (to `step`, if given): the flags that
-    differ from the defaults (the data flag left out for the built-in data; where the run was
-    written and from what it resumed are for the caller to add)."""
+    differ from the defaults (the data flag left out for the built-in data, a time limit left out
+    since --max-steps says where the run stopped; where the run was written and from what it
+    resumed are for the caller to add)."""
     from gqn.defaults import DATASET
     from gqn.train import TrainConfig
 
@@ -119,7 +120,7 @@ def train_command(train_config: dict, step: int | None = None) -> str:
     parts = ["gqn train"]
     for f in fields(TrainConfig):
         value = config.get(f.name, f.default)
-        if f.name in ("run_dir", "resume", "workers", "device") or value == f.default:
+        if f.name in ("run_dir", "resume", "workers", "device", "max_minutes") or value == f.default:
             continue
         if f.name == "data" and Path(value).name == DATASET and "-seed" in Path(value).parent.name:
             continue  # the built-in data: rendered by `gqn data builtin`

@@ -50,9 +50,8 @@ def test_exported_weights_predict_exactly_what_the_checkpoint_does(exported):
 
 def test_train_command_leaves_out_defaults_and_the_builtin_data():
     config = {"data": "/c/data/shepard_metzler_5_parts-10000-500-seed0/shepard_metzler_5_parts"}
-    assert train_command({**config, "sigma_steps": 3000, "precision": "bf16", "run_dir": "x"}) == (
-        "gqn train --sigma-steps 3000 --precision bf16"
-    )
+    settings = {"sigma_steps": 3000, "precision": "bf16", "run_dir": "x", "max_minutes": 90.0}
+    assert train_command({**config, **settings}) == ("gqn train --sigma-steps 3000 --precision bf16")
 
 
 def test_recipe_of_a_model_trained_in_two_stages():

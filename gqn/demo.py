@@ -4,7 +4,7 @@
     gqn demo --minutes 60          # train longer (re-running continues where it stopped)
 
 1. the built-in data (10,000 + 500 synthetic shepard_metzler_5_parts scenes, rendered once),
-2. `gqn train` of the `small` model with the recipe of the shipped pretrained weights (sigma
+2. `gqn train` of the `small` model with the first stage of the shipped weights' recipe (sigma
    annealed over 3,000 steps, bf16), stopped after --minutes (or at --steps), resumable,
 3. the training curves, the eval table (K = 1, 3, 5 context views, with both baselines), a
    render grid and an orbit GIF of a held-out scene, from the model just trained,

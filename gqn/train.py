@@ -3,6 +3,7 @@
     gqn train --config small --max-steps 2000                      # built-in synthetic data
     gqn train --data data/shepard_metzler_5_parts --config paper --precision bf16
     gqn train --resume runs/gqn                                    # continue where it stopped
+    gqn train --init pretrained:shepard_metzler_5_parts --lr-start 1e-4   # fine-tune
     torchrun --nproc-per-node 4 -m gqn train --data ... --config paper
 
 The loop reads top to bottom: set up, build, resume, loop (step, log, evaluate, save), clean up.

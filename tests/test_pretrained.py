@@ -124,17 +124,18 @@ def test_cli_export(exported, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_gqn_eval_reproduces_the_shipped_eval_table(tmp_path):
-    """The held-out scenes of the built-in data (scene i depends only on seed, split and i, so
-    rendering just the test split gives the same scenes), evaluated as the shipped JSON says."""
+@pytest.mark.parametrize("name", available())
+def test_gqn_eval_reproduces_the_shipped_eval_table(name, tmp_path):
+    """The held-out scenes of the data it was trained on (scene i depends only on seed, split and
+    i, so rendering just the test split gives the same scenes), evaluated as its JSON says."""
     from gqn.data import SceneDataset
     from gqn.evaluate import evaluate
     from gqn.synth import synthesize
 
-    model, meta = load_weights("pretrained:shepard_metzler_5_parts")
+    model, meta = load_weights(f"pretrained:{name}")
     shipped = meta["eval"]
-    synthesize("shepard_metzler_5_parts", tmp_path, 0, shipped["scenes"], seed=0, progress=False)
-    test = SceneDataset(tmp_path / "shepard_metzler_5_parts", split="test")
+    synthesize(meta["dataset"], tmp_path, 0, shipped["scenes"], seed=0, progress=False)
+    test = SceneDataset(tmp_path / meta["dataset"], split="test")
     contexts = tuple(int(k) for k in shipped["results"])
     report = evaluate(
         model, test, shipped["scenes"], contexts, shipped["samples"], shipped["sigma"], shipped["seed"]
@@ -143,8 +144,12 @@ def test_gqn_eval_reproduces_the_shipped_eval_table(tmp_path):
         got = report["results"][k]
         assert got["elbo_nats"] == pytest.approx(expected["elbo_nats"], abs=0.5)
         for method in ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view"):
-            for name, tol in (("mse", 1e-5), ("psnr", 0.01), ("ssim", 1e-3)):
-                assert got[method][name] == pytest.approx(expected[method][name], abs=tol), (k, method, name)
+            for metric, tol in (("mse", 1e-5), ("psnr", 0.01), ("ssim", 1e-3)):
+                assert got[method][metric] == pytest.approx(expected[method][metric], abs=tol), (
+                    k,
+                    method,
+                    metric,
+                )
 
 
 def test_render_of_the_real_reference_scene(reference_file, tmp_path, capsys):

@@ -111,8 +111,15 @@ def test_shipped_shepard_metzler_weights_load_by_name():
     assert not model.training
     _, meta = load_weights("pretrained:shepard_metzler_5_parts")
     assert meta["dataset"] == "shepard_metzler_5_parts" and meta["trained_with"][0].startswith("gqn train")
-    # Its recorded eval (the slow test below reproduces every number of it): at 3 context views
-    # the prior mean beats both baselines by at least 2 dB, what the weights were trained to show.
+    assert len(meta["trained_with"]) == 4  # three resumed stages, then a fine-tune of them (--init)
+    assert "--init runs/shepard_metzler_5_parts-3/checkpoints/step-00009140.pt" in meta["trained_with"][3]
+
+
+@pytest.mark.parametrize("name", ["shepard_metzler_5_parts", "rooms_ring_camera"])
+def test_every_shipped_model_is_small_described_and_beats_the_baselines(name):
+    model, meta = load_weights(f"pretrained:{name}")
+    assert Path(meta["path"]).stat().st_size < 25e6 and meta["name"] == meta["dataset"] == name
+    assert model.config.image_size == 64 and all(c.startswith("gqn train ") for c in meta["trained_with"])
     assert meta["eval"]["scenes"] == 200 and psnr_gain(meta["eval"], k=3) >= 2.0
 
 

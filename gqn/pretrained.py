@@ -137,17 +137,13 @@ def recipe(name: str, stages: list[dict], origin: dict | None = None) -> list[st
     commands = list(origin["trained_with"]) if origin else []
     first = len(commands) + 1
     for k, state in enumerate(stages, first):
-        config = dict(state.get("train_config", {}))
+        config, resume = dict(state.get("train_config", {})), ""
         if k > first:
             config.pop("init", None)  # a resumed stage takes its checkpoint's weights
+            resume = f" --resume runs/{name}-{k - 1}/checkpoints/step-{stages[k - first - 1]['step']:08d}.pt"
         elif origin:
             config["init"] = f"runs/{origin['name']}-{k - 1}/checkpoints/step-{origin['step']:08d}.pt"
-        command = train_command(config, state["step"]) + f" --run-dir runs/{name}-{k}"
-        if k > first:
-            command += (
-                f" --resume runs/{name}-{k - 1}/checkpoints/step-{stages[k - first - 1]['step']:08d}.pt"
-            )
-        commands.append(command)
+        commands.append(train_command(config, state["step"]) + f" --run-dir runs/{name}-{k}" + resume)
     return commands
 
 

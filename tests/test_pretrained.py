@@ -152,11 +152,8 @@ def test_gqn_eval_reproduces_the_shipped_eval_table(name, tmp_path):
         assert got["elbo_nats"] == pytest.approx(expected["elbo_nats"], abs=0.5)
         for method in ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view"):
             for metric, tol in (("mse", 1e-5), ("psnr", 0.01), ("ssim", 1e-3)):
-                assert got[method][metric] == pytest.approx(expected[method][metric], abs=tol), (
-                    k,
-                    method,
-                    metric,
-                )
+                want = pytest.approx(expected[method][metric], abs=tol)
+                assert got[method][metric] == want, f"K={k} {method} {metric}"
 
 
 def test_render_of_the_real_reference_scene(reference_file, tmp_path, capsys):

@@ -9,6 +9,8 @@ A checkpoint is a `torch.save`d dict of tensors and plain values only:
     model, optimizer       state dicts
     rng                    torch CPU (and CUDA) generator states
     data                   the sampler's position: epoch and batch within it
+    init_origin            (runs begun with --init pretrained weights) their name, step and
+                           training commands, as they were when the run began
 
 It is written to a temporary file in the same folder, flushed to disk and renamed, so a crash
 mid-save leaves the previous checkpoint whole. `checkpoints/last.pt` is a hard link to the

@@ -163,8 +163,12 @@ def export(
     path = resolve(str(checkpoint), None)
     state = load_checkpoint(path)
     stages = [load_checkpoint(resolve(str(p), None)) for p in earlier] + [state]
+    # The weights the first stage started from, as recorded when it started (checkpoints from
+    # before gqn recorded it: as they are now, which is right unless they were replaced since).
+    origin = stages[0].get("init_origin")
     init = stages[0].get("train_config", {}).get("init")
-    origin = load_weights(init)[1] if init and is_pretrained(init) else None
+    if origin is None and init and is_pretrained(init):
+        origin = load_weights(init)[1]
     tensors = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
     data = save(tensors)
     train_config = state.get("train_config", {})

@@ -231,6 +231,7 @@ def train(cfg: TrainConfig) -> Result:
     model = GQN(model_cfg).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr_start, betas=(0.9, 0.999), eps=1e-8)
     step, position = 0, {"epoch": 0, "start_batch": 0}
+    origin = None  # what pretrained weights this run started from (--init), for `gqn export`
 
     # --- resume ---------------------------------------------------------------------------------
     if cfg.resume == "auto":
@@ -243,6 +244,7 @@ def train(cfg: TrainConfig) -> Result:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, position = state["step"], state["data"]
+        origin = state.get("init_origin")
         torch.set_rng_state(state["rng"]["torch"])
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
@@ -251,10 +253,14 @@ def train(cfg: TrainConfig) -> Result:
             print(f"resumed from {path} at step {step}")
     elif cfg.init is not None:
         from gqn.evaluate import load_model
+        from gqn.pretrained import is_pretrained, load_weights
 
         start, facts = load_model(cfg.init)
         check_same_model(facts["path"], start.config.to_dict(), model_cfg.to_dict())
         model.load_state_dict(start.state_dict())
+        if is_pretrained(cfg.init):
+            meta = load_weights(cfg.init)[1]
+            origin = {k: meta[k] for k in ("name", "step", "trained_with")}
         if lead:
             print(f"initialised from {facts['path']} (trained {facts['step']} steps); optimizer new, step 0")
     net = model
@@ -294,6 +300,7 @@ def train(cfg: TrainConfig) -> Result:
             "optimizer": optimizer.state_dict(),
             "rng": rng,
             "data": dict(position),
+            **({"init_origin": origin} if origin else {}),
         }
         return save_checkpoint(state, cfg.run_dir, keep=cfg.keep)
 

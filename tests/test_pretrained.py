@@ -78,6 +78,33 @@ def test_recipe_of_a_model_fine_tuned_from_pretrained_weights():
     ]
 
 
+def test_a_fine_tune_records_its_origin_when_it_starts(exported, tmp_path):
+    """Replacing the weights it started from (say, by exporting the fine-tune under the same name)
+    leaves its recipe naming the original commands, recorded in the checkpoint at step 0."""
+    from gqn.train import TrainConfig, train
+
+    data, _, weights, _ = exported
+    origin = tmp_path / "origin"
+    for f in (weights, weights.with_suffix(".json")):
+        (origin / f.name).parent.mkdir(exist_ok=True)
+        (origin / f.name).write_bytes(f.read_bytes())
+    settings = dict(
+        config="tiny", batch_size=4, workers=0, eval_every=0, init=str(origin / "tiny.safetensors")
+    )
+    train(TrainConfig(data=data, run_dir=str(tmp_path / "tuned"), max_steps=2, **settings))
+    export(tmp_path / "tuned", "tiny", origin)  # replaces the weights it started from
+    train(TrainConfig(data=data, run_dir=str(tmp_path / "tuned"), max_steps=4, resume="auto", **settings))
+    _, meta = export(tmp_path / "tuned", "tuned", tmp_path)
+    commands = json.loads(meta.read_text())["trained_with"]
+    assert len(commands) == 2 and commands[0].endswith(
+        "--sigma-steps 10 --eval-every 0 --run-dir runs/tiny-1"
+    )
+    assert (
+        "--max-steps 4 --eval-every 0 --init runs/tiny-1/checkpoints/step-00000003.pt --run-dir runs/tuned-2"
+        in commands[1]
+    )
+
+
 def test_damaged_or_mismatched_weights_are_refused(exported, tmp_path):
     _, _, weights, meta = exported
     bad = tmp_path / "tiny.safetensors"

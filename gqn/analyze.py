@@ -221,7 +221,7 @@ def run(args) -> int:
     from gqn.evaluate import load_model, open_dataset
 
     model, info = load_model(args.checkpoint)
-    ds = open_dataset(args.data, args.split)
+    ds = open_dataset(args.data, args.split, model.config.image_size)
     numbers = analyze(model, ds, args.out, info["sigma"], args.scenes, args.sets, args.prune_scenes)
     print(f"representations: within/between distance ratio {numbers['representations']['ratio']:.3f}")
     for row in numbers["pruning"]:

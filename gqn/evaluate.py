@@ -251,7 +251,7 @@ def run(args) -> int:
     if min(contexts) < 1:
         raise GQNError(f"--context {args.context}: sizes start at 1")
     model, info = load_model(args.checkpoint)
-    dataset = open_dataset(args.data, args.split)
+    dataset = open_dataset(args.data, args.split, model.config.image_size)
     sigma = info["sigma"] if args.sigma is None else args.sigma
     report = evaluate(model, dataset, args.scenes, contexts, args.samples, sigma, args.seed)
     report.update(checkpoint=info["path"], step=info["step"])

@@ -36,7 +36,7 @@ SCALE = 4  # the generation grid is 1/4 of the image resolution
 
 @dataclass(frozen=True)
 class GQNConfig:
-    image_size: int = 64  # frames the model is built for (H = W); any multiple of 4 runs
+    image_size: int = 64  # frames the model learned from (H = W; gqn train sets it); any multiple of 4 runs
     representation: str = "tower"  # "tower", "pool" (tower, averaged to 1x1) or "pyramid"
     r_channels: int = 256  # Cr: channels of the scene representation r
     h_channels: int = 256  # Ch: hidden (and cell) channels of both convolutional LSTM cores

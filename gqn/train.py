@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -227,7 +227,8 @@ def train(cfg: TrainConfig) -> Result:
     held_out = eval_batch(cfg.data, cfg) if lead else None
 
     # --- build ----------------------------------------------------------------------------------
-    model_cfg = get_config(cfg.config)
+    # The model records the frame size it learned from, so that eval and render feed it the same.
+    model_cfg = replace(get_config(cfg.config), image_size=cfg.image_size or dataset.stored_size)
     model = GQN(model_cfg).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr_start, betas=(0.9, 0.999), eps=1e-8)
     step, position = 0, {"epoch": 0, "start_batch": 0}

@@ -148,6 +148,15 @@ def test_init_starts_from_the_weights_with_a_new_optimizer(data, tmp_path):
         train(tiny(data, tmp_path / "c", config="small", max_steps=1, init=str(tmp_path / "a")))
 
 
+def test_the_model_records_the_frame_size_it_learned_from(data, tmp_path):
+    """Frames resized to 32 px: the model config says 32, which eval, analyze and render read;
+    otherwise it says the stored size."""
+    resized = train(tiny(data, tmp_path / "a", max_steps=1, image_size=32))
+    stored = train(tiny(data, tmp_path / "b", max_steps=1))
+    sizes = [load_checkpoint(r.checkpoint)["model_config"]["image_size"] for r in (resized, stored)]
+    assert sizes == [32, 64]
+
+
 def test_non_finite_loss_stops_naming_the_step(data, tmp_path, monkeypatch):
     from gqn.model import GQN
 

@@ -102,13 +102,13 @@ def demo(
         write_json(report, files["eval_json"])
     print((files["eval"]).read_text(), end="")
 
-    s = test[scene]
     path = orbit_cameras(camera_path(test.dataset_name))
     models = [("", model, last)]
     if test.dataset_name in available():
         weights, meta = load_weights(f"pretrained:{test.dataset_name}")
         models.append(("pretrained-", weights, Path(meta["path"])))
     for prefix, m, source in models:
+        s = open_dataset(data, "test", m.config.image_size)[scene]  # the frame size it learned from
         grid_png, orbit_gif = out / f"{prefix}grid.png", out / f"{prefix}orbit.gif"
         if not fresh(grid_png, source):
             save_png(render_grid(m, s.frames, s.cameras, context=3), grid_png)

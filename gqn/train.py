@@ -51,7 +51,10 @@ class TrainConfig:
     batch_size: int = field(default=36, metadata={"help": "scenes per step, over all processes (paper: 36)"})
     max_context: int = field(default=5, metadata={"help": "context size drawn per batch from 1..this"})
     image_size: int | None = field(
-        default=None, metadata={"help": "resize frames to this size (default: as stored)"}
+        default=None,
+        metadata={
+            "help": "resize frames to this size; the model records it for eval and render (default: as stored)"
+        },
     )
     max_steps: int = field(
         default=2_000_000, metadata={"help": "stop after this many steps (paper: about 2M)"}

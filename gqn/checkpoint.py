@@ -109,7 +109,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict) -> None:
-    """A checkpoint can only continue the model config it was trained with."""
+    """A checkpoint can only continue the model config it was trained with (a field newer than the
+    checkpoint counts as its default)."""
+    from gqn.model import GQNConfig
+
+    saved = GQNConfig.from_dict(saved, where=f"{path} (model_config)").to_dict()
     if saved != wanted:
         keys = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         diff = ", ".join(f"{k}: {saved.get(k)!r} in checkpoint, {wanted.get(k)!r} asked" for k in keys)

@@ -148,6 +148,15 @@ def test_init_starts_from_the_weights_with_a_new_optimizer(data, tmp_path):
         train(tiny(data, tmp_path / "c", config="small", max_steps=1, init=str(tmp_path / "a")))
 
 
+def test_a_checkpoint_older_than_a_model_config_field_resumes(data, tmp_path):
+    """A field added to GQNConfig after a checkpoint was written counts as its default."""
+    first = train(tiny(data, tmp_path, max_steps=1))
+    state = torch.load(first.checkpoint, weights_only=True)
+    del state["model_config"]["shared_core"]  # as if written before the field existed (default True)
+    torch.save(state, tmp_path / "old.pt")
+    assert train(tiny(data, tmp_path / "b", max_steps=2, resume=str(tmp_path / "old.pt"))).step == 2
+
+
 def test_the_model_records_the_frame_size_it_learned_from(data, tmp_path):
     """Frames resized to 32 px: the model config says 32, which eval, analyze and render read;
     otherwise it says the stored size."""

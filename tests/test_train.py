@@ -139,9 +139,14 @@ def test_init_starts_from_the_weights_with_a_new_optimizer(data, tmp_path):
     for key in old["model"]:
         assert torch.equal(old["model"][key], new["model"][key]), key
     assert {s["step"].item() for s in new["optimizer"]["state"].values()} == {1}  # not 3 + 1
-    # Resuming the fine-tuned run continues it; --init is only where a run starts.
-    again = train(tiny(data, tmp_path / "b", max_steps=2, init=str(tmp_path / "a"), resume="auto"))
+    # Resuming a fine-tune continues it from its own weights; --init is only where a run starts.
+    moved = train(tiny(data, tmp_path / "d", max_steps=1, init=str(tmp_path / "a")))
+    still = {"lr_start": 0.0, "lr_end": 0.0}  # the resumed step moves nothing
+    again = train(tiny(data, tmp_path / "d", max_steps=2, init=str(tmp_path / "a"), resume="auto", **still))
     assert again.step == 2
+    own, resumed = load_checkpoint(moved.checkpoint)["model"], load_checkpoint(again.checkpoint)["model"]
+    assert all(torch.equal(own[k], resumed[k]) for k in own)
+    assert not all(torch.equal(own[k], old["model"][k]) for k in own)  # the first step moved them
     with pytest.raises(
         GQNError, match=r"last\.pt: trained with another model config \(L: 2 in checkpoint, 6 asked"
     ):

@@ -259,12 +259,13 @@ def train(cfg: TrainConfig) -> Result:
         from gqn.evaluate import load_model
         from gqn.pretrained import is_pretrained, load_weights
 
-        start, facts = load_model(cfg.init)
+        if is_pretrained(cfg.init):
+            start, facts = load_weights(cfg.init)
+            origin = {k: facts[k] for k in ("name", "step", "trained_with")}
+        else:
+            start, facts = load_model(cfg.init)
         check_same_model(facts["path"], start.config.to_dict(), model_cfg.to_dict())
         model.load_state_dict(start.state_dict())
-        if is_pretrained(cfg.init):
-            meta = load_weights(cfg.init)[1]
-            origin = {k: meta[k] for k in ("name", "step", "trained_with")}
         if lead:
             print(f"initialised from {facts['path']} (trained {facts['step']} steps); optimizer new, step 0")
     net = model

@@ -85,8 +85,8 @@ def test_a_fine_tune_records_its_origin_when_it_starts(exported, tmp_path):
 
     data, _, weights, _ = exported
     origin = tmp_path / "origin"
+    origin.mkdir()
     for f in (weights, weights.with_suffix(".json")):
-        (origin / f.name).parent.mkdir(exist_ok=True)
         (origin / f.name).write_bytes(f.read_bytes())
     settings = dict(
         config="tiny", batch_size=4, workers=0, eval_every=0, init=str(origin / "tiny.safetensors")

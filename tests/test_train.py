@@ -163,8 +163,8 @@ def test_a_checkpoint_older_than_a_model_config_field_resumes(data, tmp_path):
 
 
 def test_the_model_records_the_frame_size_it_learned_from(data, tmp_path):
-    """Frames resized to 32 px: the model config says 32, which eval, analyze and render read;
-    otherwise it says the stored size."""
+    """Frames resized to 32 px: the model config says 32 (the size eval, analyze and render then
+    feed it); otherwise it says the stored size."""
     resized = train(tiny(data, tmp_path / "a", max_steps=1, image_size=32))
     stored = train(tiny(data, tmp_path / "b", max_steps=1))
     sizes = [load_checkpoint(r.checkpoint)["model_config"]["image_size"] for r in (resized, stored)]

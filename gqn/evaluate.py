@@ -42,12 +42,14 @@ METHODS = ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_v
 def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GQN, dict]:
     """A trained model, in eval mode, from a checkpoint file, a run folder, "pretrained:NAME" or a
     .safetensors file; and facts about it: {"path", "step", "sigma"} (sigma: the pixel standard
-    deviation of its training at that step)."""
+    deviation of its training at that step), and for pretrained weights "origin": their name, step
+    and training commands."""
     from gqn.pretrained import is_pretrained, load_weights
 
     if is_pretrained(source):
         model, meta = load_weights(source, device)
-        return model, {"path": meta["path"], "step": meta["step"], "sigma": meta["sigma"]}
+        origin = {k: meta[k] for k in ("name", "step", "trained_with")}
+        return model, {"path": meta["path"], "step": meta["step"], "sigma": meta["sigma"], "origin": origin}
     path = resolve(str(source), None)
     state = load_checkpoint(path, map_location=device)
     model = GQN(GQNConfig.from_dict(state["model_config"], where=str(path))).to(device)

@@ -257,13 +257,9 @@ def train(cfg: TrainConfig) -> Result:
             print(f"resumed from {path} at step {step}")
     elif cfg.init is not None:
         from gqn.evaluate import load_model
-        from gqn.pretrained import is_pretrained, load_weights
 
-        if is_pretrained(cfg.init):
-            start, facts = load_weights(cfg.init)
-            origin = {k: facts[k] for k in ("name", "step", "trained_with")}
-        else:
-            start, facts = load_model(cfg.init)
+        start, facts = load_model(cfg.init)
+        origin = facts.get("origin")  # pretrained weights: what made them
         check_same_model(facts["path"], start.config.to_dict(), model_cfg.to_dict())
         model.load_state_dict(start.state_dict())
         if lead:

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from gqn.data import SceneDataset, model_inputs, viewpoints
+from gqn.data import SceneDataset, model_inputs
 from gqn.evaluate import MODEL_HELP, evaluate, view_orders
 from gqn.files import atomic_write
 from gqn.images import grid, save_png
@@ -49,14 +49,14 @@ def _save_figure(fig, path: Path) -> str:
 def representations(
     model: GQN, ds: SceneDataset, scenes: int = 12, sets: int = 8, context: int = 3, seed: int = 0
 ) -> dict:
-    """r of each scene from `sets` random context sets: vectors (scenes * sets, D) and the distance ratio."""
+    """r of each scene from `sets` random context sets: vectors (scenes * sets, D) and the distance ratio.
+    A representation of the query camera (epipolar) is taken at the scene's view 0, never in the context."""
     rng = np.random.default_rng(seed)
     vectors, labels = [], []
     for i in range(scenes):
-        specs = [(i, tuple(rng.permutation(ds.views)[:context])) for _ in range(sets)]
-        batch = ds.__getitems__(specs)
-        x = batch["frames"].permute(0, 1, 4, 2, 3).float() / 255
-        r = model.represent(x, viewpoints(batch["cameras"].float()))
+        specs = [(i, (*(1 + rng.permutation(ds.views - 1)[:context]), 0)) for _ in range(sets)]
+        context_x, context_v, _, query_v = model_inputs(ds.get_views(specs))
+        r = model.represent(context_x, context_v, query_v)
         vectors.append(r.flatten(1))
         labels += [i] * sets
     vectors = torch.cat(vectors).numpy()
@@ -147,11 +147,11 @@ def plot_pruning(rows: list[dict], path: Path) -> str:
 @torch.no_grad()
 def feature_maps(model: GQN, ds: SceneDataset, scene: int = 0) -> np.ndarray:
     """(16, h, w, 3) uint8: the first 16 channels of r for view 0 of a scene, each scaled to its range."""
-    batch = ds.__getitems__([(scene, (0,))])
-    context_x, context_v, _, _ = model_inputs(
+    batch = ds.get_views([(scene, (0,))])
+    context_x, context_v, _, query_v = model_inputs(
         {"frames": batch["frames"].repeat(1, 2, 1, 1, 1), "cameras": batch["cameras"].repeat(1, 2, 1)}
     )
-    r = model.represent(context_x, context_v)[0, :16]
+    r = model.represent(context_x, context_v, query_v)[0, :16]
     lo, hi = r.flatten(1).min(1).values[:, None, None], r.flatten(1).max(1).values[:, None, None]
     maps = ((r - lo) / (hi - lo).clamp_min(1e-6) * 255).byte()
     return maps[..., None].expand(-1, -1, -1, 3).numpy()
@@ -161,7 +161,7 @@ def feature_maps(model: GQN, ds: SceneDataset, scene: int = 0) -> np.ndarray:
 def canvas(model: GQN, ds: SceneDataset, scenes: int = 3, context: int = 3, seed: int = 0) -> np.ndarray:
     """(scenes * (L + 1), H, W, 3) uint8: for each scene the canvas after steps 1..L, then the truth."""
     orders = view_orders(ds, scenes, seed)
-    batch = ds.__getitems__([(i, (*perm[1 : context + 1], perm[0])) for i, perm in orders])
+    batch = ds.get_views([(i, (*perm[1 : context + 1], perm[0])) for i, perm in orders])
     context_x, context_v, query_x, query_v = model_inputs(batch)
     steps = model.canvas_steps(context_x, context_v, query_v)  # (L, B, 3, H, W)
     rows = [torch.cat([steps[:, b], query_x[b : b + 1]]) for b in range(scenes)]

@@ -1,14 +1,30 @@
-"""GQN cameras (x, y, z, yaw, pitch) and the viewing direction they encode.
+"""GQN cameras (x, y, z, yaw, pitch): where they look, the rays through their pixels, and where a
+3D point lands in their image. Every other module calls these; nobody re-derives a rotation.
 
-The convention is the one measured on DeepMind's Shepard-Metzler data (../shared/reference):
-a camera at (x, y, z) looks along forward(yaw, pitch) = (cos p cos yaw, -cos p sin yaw, sin p),
-+z up. On the sphere of radius r around the origin, looking at it, that is
-x = -r cos p cos yaw, y = r cos p sin yaw, z = -r sin p. Shapes: V views.
+The convention is the one measured on DeepMind's Shepard-Metzler data (../shared/reference) and
+rendered by `gqn.synth.views` (tested against MuJoCo in tests/test_cameras.py):
+  forward = (cos p cos yaw, -cos p sin yaw, sin p), +z is up;
+  right   = forward x z / |forward x z| = (-sin yaw, -cos yaw, 0);
+  up      = right x forward.
+On the sphere of radius r around the origin, looking at it, that is x = -r cos p cos yaw,
+y = r cos p sin yaw, z = -r sin p.
+
+The image is a pinhole of square field of view `fov` (degrees, MuJoCo's fovy; frames are
+square). Row 0 is the top of the image and column 0 its left; pixel (i, j) of an n x n image has
+its centre at normalised coordinates (x, y) = ((2j + 1)/n - 1, 1 - (2i + 1)/n), so (-1, 1) is the
+top-left corner of the frame. A point p seen from a camera at c is at depth d = (p - c) . forward
+and at x = (p - c) . right / (d tan(fov/2)), y = (p - c) . up / (d tan(fov/2)).
+`torch.nn.functional.grid_sample(align_corners=False)` takes (x, -y): see `project`.
+
+Shapes: V views; the torch functions take any leading dimensions (...).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import torch
 
 SHEPARD_METZLER_RADIUS = 10 / 3  # measured on DeepMind's data
 ROOM_RING_RADIUS = 3.0  # rooms_ring_camera as gqn data synth renders it
@@ -34,3 +50,53 @@ def ring_cameras(yaw: np.ndarray, radius: float, height: float) -> np.ndarray:
     flat = -radius * forward(yaw, np.zeros_like(yaw))
     flat[:, 2] = height
     return np.concatenate([flat, yaw[:, None], pitch[:, None]], 1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# The pinhole, in torch, from the 7-D viewpoint v = (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch)
+# that the model sees: it determines the camera exactly.
+
+
+def axes(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """v (..., 7) -> the camera's position, forward, right and up, each (..., 3)."""
+    position, sin_yaw, cos_yaw, sin_pitch, cos_pitch = v[..., :3], *v[..., 3:7].unbind(-1)
+    fwd = torch.stack([cos_pitch * cos_yaw, -cos_pitch * sin_yaw, sin_pitch], -1)
+    right = torch.stack([-sin_yaw, -cos_yaw, torch.zeros_like(sin_yaw)], -1)
+    up = torch.linalg.cross(right, fwd)
+    return position, fwd, right, up
+
+
+def pixel_centres(n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(n, n, 2) normalised (x, y) of the centres of an n x n grid of cells over the frame."""
+    c = (2 * torch.arange(n, dtype=torch.float32, device=device) + 1) / n - 1
+    y, x = torch.meshgrid(-c, c, indexing="ij")
+    return torch.stack([x, y], -1)
+
+
+def rays(v: torch.Tensor, n: int, fov: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rays through the centres of an n x n grid of cells over each camera's frame.
+
+    v (..., 7) -> origins (..., 3) and directions (..., n, n, 3). A direction's forward component
+    is 1, so origin + d * direction is the point at depth d (not distance d) along the ray.
+    """
+    position, fwd, right, up = axes(v)
+    xy = pixel_centres(n, v.device).to(v.dtype) * math.tan(math.radians(fov) / 2)  # (n, n, 2)
+    grid = (..., None, None, slice(None))  # (..., 3) -> (..., 1, 1, 3)
+    directions = fwd[grid] + xy[..., :1] * right[grid] + xy[..., 1:] * up[grid]
+    return position, directions
+
+
+def project(points: torch.Tensor, v: torch.Tensor, fov: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where 3D points land in a camera's frame.
+
+    points (..., P, 3), v (..., 7) (the same leading dimensions) -> grid (..., P, 2), the (x, -y)
+    that `grid_sample(align_corners=False)` takes (-1 the left and top edges of the frame, +1 the
+    right and bottom), and depth (..., P) along the camera's forward axis (<= 0: behind it).
+    """
+    position, fwd, right, up = axes(v)
+    rel = points - position[..., None, :]
+    depth = (rel * fwd[..., None, :]).sum(-1)
+    scale = depth.clamp_min(1e-6) * math.tan(math.radians(fov) / 2)
+    x = (rel * right[..., None, :]).sum(-1) / scale
+    y = (rel * up[..., None, :]).sum(-1) / scale
+    return torch.stack([x, -y], -1), depth

@@ -15,6 +15,13 @@ and SSIM against the true query of
   prior_sample   prior samples (the mean of the metrics over --samples draws)
   context_mean   baseline: the average of the context images
   nearest_view   baseline: the context image whose viewing direction is closest to the query's
+and, for the prior mean and the nearest-view baseline, whether the prediction turns with the
+camera: from the same context, each scene is predicted at Q query cameras (the query and the
+views after the largest context, at most 10) and scored by `gqn.metrics.view_scores`:
+  view gain            mean PSNR against the view at the same camera minus mean PSNR against the
+                       views at the other cameras, in dB (0 for a prediction blind to the camera)
+  view identification  the fraction of the Q views whose nearest prediction is the one made for
+                       their camera (1/Q for a blind prediction, 1 for the truth)
 """
 
 from __future__ import annotations
@@ -28,15 +35,17 @@ import torch
 
 from gqn.cameras import forward
 from gqn.checkpoint import load_checkpoint, resolve
-from gqn.data import SceneDataset, model_inputs
+from gqn.data import SceneDataset, view_inputs
 from gqn.errors import GQNError
 from gqn.files import atomic_write
-from gqn.metrics import bits_per_dim, mse, psnr, ssim
+from gqn.metrics import bits_per_dim, mse, psnr, ssim, view_scores
 from gqn.model import GQN, GQNConfig
 from gqn.schedules import sigma_at
 
 MODEL_HELP = "a checkpoint file, a run folder, pretrained:NAME or a .safetensors file"
 METHODS = ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view")
+VIEW_METHODS = ("prior_mean", "nearest_view")  # scored for turning with the camera
+MAX_QUERIES = 10  # cameras per scene for the view metrics
 
 
 def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GQN, dict]:
@@ -99,6 +108,37 @@ def nearest_view(
     return context_x[torch.arange(len(best)), best]
 
 
+def predict_views(
+    model: GQN, x: torch.Tensor, v: torch.Tensor, cameras: torch.Tensor, k: int
+) -> dict[str, torch.Tensor]:
+    """From the first k views of each scene as context, predict all the others.
+
+    x (B, V, 3, H, W), v (B, V, 7), cameras (B, V, 5) -> {method: (B, V - k, 3, H, W)} for the
+    prior mean and the nearest-view baseline.
+    """
+    context_x, context_v = x[:, :k], v[:, :k]
+    queries = range(k, x.shape[1])
+    return {
+        "prior_mean": torch.stack(
+            [model.sample(context_x, context_v, v[:, q], use_mean=True) for q in queries], 1
+        ),
+        "nearest_view": torch.stack(
+            [nearest_view(context_x.cpu(), cameras[:, :k], cameras[:, q]).to(x.device) for q in queries],
+            1,
+        ),
+    }
+
+
+def view_metrics(predictions: dict[str, torch.Tensor], truths: torch.Tensor) -> dict[str, dict[str, list]]:
+    """Per scene view gain (dB) and identification of each method's predictions (B, Q, 3, H, W)
+    against the true views truths (B, Q, 3, H, W)."""
+    out = {}
+    for method, images in predictions.items():
+        scores = [view_scores(p, t) for p, t in zip(images, truths)]
+        out[method] = {"gain_db": [s[0] for s in scores], "identification": [s[1] for s in scores]}
+    return out
+
+
 def image_metrics(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-image MSE, PSNR and SSIM: each (B,)."""
     return {"mse": mse(prediction, truth), "psnr": psnr(prediction, truth), "ssim": ssim(prediction, truth)}
@@ -133,17 +173,22 @@ def evaluate(
             f"--context {max(contexts)}: scenes have {dataset.views} views, so at most {dataset.views - 1}"
         )
     orders = view_orders(dataset, scenes, seed)
+    queries = min(MAX_QUERIES, dataset.views - max(contexts))
     results = {}
     for k in contexts:
         per_scene: dict[str, dict[str, list[float]]] = {
             m: {"mse": [], "psnr": [], "ssim": []} for m in METHODS
         }
+        per_view = {m: {"gain_db": [], "identification": []} for m in VIEW_METHODS}
         elbo: dict[str, list[float]] = {"loss": [], "nll": [], "kl": []}
         for start in range(0, scenes, batch_size):
             part = orders[start : start + batch_size]
-            specs = [(i, (*perm[1 : k + 1], perm[0])) for i, perm in part]  # context..., query
-            batch = dataset.__getitems__(specs)
-            context_x, context_v, query_x, query_v = model_inputs(batch, device)
+            # context..., the query, then the other query cameras of the view metrics
+            last = max(contexts) + queries
+            specs = [(i, (*perm[1 : k + 1], perm[0], *perm[max(contexts) + 1 : last])) for i, perm in part]
+            batch = dataset.get_views(specs)
+            x, v = view_inputs(batch, device)
+            context_x, context_v, query_x, query_v = x[:, :k], v[:, :k], x[:, k], v[:, k]
             noises = [
                 scene_noise(model, [i for i, _ in part], query_x.shape[2:], (seed, k, draw)).to(device)
                 for draw in range(1 + samples)
@@ -151,21 +196,25 @@ def evaluate(
             out = model(context_x, context_v, query_x, query_v, sigma, noise=noises[0], per_image=True)
             for key in elbo:
                 elbo[key] += out[key].tolist()
+            views = predict_views(model, x, v, batch["cameras"], k)
             predictions = {
                 "posterior": [out["mean"].clamp(0, 1)],
-                "prior_mean": [model.sample(context_x, context_v, query_v, use_mean=True)],
+                "prior_mean": [views["prior_mean"][:, 0]],
                 "prior_sample": [model.sample(context_x, context_v, query_v, noise=n) for n in noises[1:]],
                 "context_mean": [context_x.mean(1)],
-                "nearest_view": [
-                    nearest_view(context_x.cpu(), batch["cameras"][:, :k], batch["cameras"][:, k]).to(device)
-                ],
+                "nearest_view": [views["nearest_view"][:, 0]],
             }
             for method, images in predictions.items():
                 if not images:  # samples=0
                     continue
                 values = [image_metrics(image, query_x) for image in images]
                 for name in ("mse", "psnr", "ssim"):
-                    per_scene[method][name] += torch.stack([v[name] for v in values]).mean(0).tolist()
+                    per_scene[method][name] += (
+                        torch.stack([values_[name] for values_ in values]).mean(0).tolist()
+                    )
+            for method, scores in view_metrics(views, x[:, k:]).items():
+                for name, values in scores.items():
+                    per_view[method][name] += values
         dims = query_x[0].numel()
         mean = {key: float(np.mean(v)) for key, v in elbo.items()}
         results[str(k)] = {
@@ -177,6 +226,10 @@ def evaluate(
                 m: {name: float(np.mean(v)) for name, v in per_scene[m].items()}
                 for m in METHODS
                 if per_scene[m]["mse"]
+            },
+            "views": {
+                "queries": queries,
+                **{m: {name: float(np.mean(v)) for name, v in per_view[m].items()} for m in VIEW_METHODS},
             },
         }
     return {
@@ -202,6 +255,13 @@ def format_table(report: dict) -> str:
             m = r[method]
             label = method + (" *" if method in ("context_mean", "nearest_view") else "")
             lines.append(f"{k:>2}  {label:<15} {m['mse']:>9.5f} {m['psnr']:>8.2f} {m['ssim']:>6.3f}")
+        if "views" in r:
+            pm, nv = r["views"]["prior_mean"], r["views"]["nearest_view"]
+            lines.append(
+                f"    turning with the camera ({r['views']['queries']} cameras): prior mean view gain "
+                f"{pm['gain_db']:.2f} dB, identification {pm['identification']:.2f}; nearest view "
+                f"{nv['gain_db']:.2f} dB, {nv['identification']:.2f}"
+            )
         lines.append(
             f"    ELBO {r['elbo_nats']:.1f} nats/image ({r['elbo_bits_per_dim']:.3f} bits/dim): "
             f"NLL {r['nll_nats']:.1f}, KL {r['kl_nats']:.2f}"

@@ -51,3 +51,29 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5)
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     return s.flatten(1).mean(1)
+
+
+def view_scores(predictions: torch.Tensor, truths: torch.Tensor) -> tuple[float, float]:
+    """How well predictions tell the query cameras apart: (view gain in dB, view identification).
+
+    predictions (Q, 3, H, W): P_i, one scene's prediction at camera i, all from the same context;
+    truths (Q, 3, H, W): X_j, the true view at camera j. With PSNR capped at PSNR_CAP:
+      view gain      = mean_i PSNR(P_i, X_i) - mean over i != j of PSNR(P_i, X_j);
+      identification = the fraction of views j whose nearest prediction by MSE is P_j, a tie
+                       between n predictions counting 1/n.
+    A prediction blind to the camera (every P_i the same) scores 0 dB and 1/Q; the truth itself
+    scores 1.0 (unless two true views are identical).
+    """
+    q = len(predictions)
+    if q < 2 or truths.shape != predictions.shape:
+        raise ValueError(f"need Q >= 2 predictions and truths of one shape, got {tuple(predictions.shape)}")
+    p = predictions.double().flatten(1)
+    x = truths.double().flatten(1)
+    err = torch.stack([((p_i - x) ** 2).mean(1) for p_i in p])  # err[i, j] = MSE(P_i, X_j), exact ties
+    db = torch.where(err > 0, -10 * torch.log10(err.clamp_min(1e-30)), torch.full_like(err, PSNR_CAP))
+    db = db.clamp_max(PSNR_CAP)
+    diagonal = torch.eye(q, dtype=torch.bool)
+    gain = db[diagonal].mean() - db[~diagonal].mean()
+    nearest = err == err.min(0, keepdim=True).values  # (Q, Q): P_i is (one of) the nearest to X_j
+    identification = (nearest[diagonal].float() / nearest.sum(0).float()).mean()
+    return gain.item(), identification.item()

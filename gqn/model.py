@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gqn.epipolar import RAY_WEIGHTINGS, Epipolar
 from gqn.errors import GQNError
 
 V_DIM = 7  # the official viewpoint encoding
@@ -37,7 +38,9 @@ SCALE = 4  # the generation grid is 1/4 of the image resolution
 @dataclass(frozen=True)
 class GQNConfig:
     image_size: int = 64  # frames the model learned from (H = W; gqn train sets it); any multiple of 4 runs
-    representation: str = "tower"  # "tower", "pool" (tower, averaged to 1x1) or "pyramid"
+    # "tower", "pool" (tower, averaged to 1x1), "pyramid" (the paper's three), or "epipolar"
+    # (E-GQN: one r per cell of the query's grid, gathered along its ray; gqn/epipolar.py)
+    representation: str = "tower"
     r_channels: int = 256  # Cr: channels of the scene representation r
     h_channels: int = 256  # Ch: hidden (and cell) channels of both convolutional LSTM cores
     u_channels: int = 256  # Cu: channels of the canvas u, at full resolution
@@ -45,12 +48,21 @@ class GQNConfig:
     L: int = 12  # generation steps
     kernel_size: int = 5  # the cores' convolutions, and the prior's and posterior's
     shared_core: bool = True  # one generation and one inference core for all L steps, or L of each
+    # The cameras' geometry, used by the epipolar representation only (gqn train takes them from
+    # the dataset's description, gqn.data.DATASETS, unless a config file sets them):
+    fov: float | None = None  # field of view of the frames, degrees
+    near: float | None = None  # the scene lies between these depths from any camera
+    far: float | None = None
+    depth_samples: int = 32  # D: points sampled along each query ray
+    ray_weighting: str = "softmax"  # how depths along a ray are weighed: "softmax" or "transmittance"
 
     def __post_init__(self):
         if self.representation not in REPRESENTATIONS:
             raise GQNError(
                 f"representation {self.representation!r} is not one of {', '.join(REPRESENTATIONS)}"
             )
+        if self.ray_weighting not in RAY_WEIGHTINGS:
+            raise GQNError(f"ray_weighting {self.ray_weighting!r} is not one of {', '.join(RAY_WEIGHTINGS)}")
         if self.image_size % SCALE or self.image_size < 8:
             raise GQNError(f"image_size {self.image_size} is not a multiple of 4 (at least 8)")
         for f in fields(self):
@@ -135,7 +147,7 @@ class Pyramid(nn.Module):
         return self.net(x).mean((2, 3), keepdim=True)
 
 
-REPRESENTATIONS = {"tower": Tower, "pool": Pool, "pyramid": Pyramid}
+REPRESENTATIONS = {"tower": Tower, "pool": Pool, "pyramid": Pyramid, "epipolar": Epipolar}
 
 
 # Named presets. `paper`: the sizes of the paper's supplementary material (Eslami et al. 2018,
@@ -147,6 +159,9 @@ PRESETS: dict[str, GQNConfig] = {
     "paper": GQNConfig(),
     "small": GQNConfig(r_channels=64, h_channels=32, u_channels=32, z_channels=8, L=6),
     "tiny": GQNConfig(r_channels=16, h_channels=16, u_channels=16, z_channels=4, L=2, kernel_size=3),
+    "epipolar": GQNConfig(
+        representation="epipolar", r_channels=64, h_channels=32, u_channels=32, z_channels=8, L=6
+    ),
 }
 
 
@@ -290,18 +305,47 @@ class GQN(nn.Module):
         self.config = config
         # One core of each kind for all steps, or one per step (the first sees the zero state only).
         zero_state = [False] if config.shared_core else [True] + [False] * (config.L - 1)
-        self.representation = REPRESENTATIONS[config.representation](config.r_channels)
+        if config.representation == "epipolar":
+            missing = [n for n in ("fov", "near", "far") if getattr(config, n) is None]
+            if missing:
+                raise GQNError(
+                    f"the epipolar representation needs the cameras' {', '.join(missing)}: "
+                    "gqn train takes them from the dataset's description, or set them in a config file"
+                )
+            self.representation = Epipolar(
+                config.r_channels,
+                config.fov,
+                config.near,
+                config.far,
+                config.depth_samples,
+                config.ray_weighting,
+            )
+        else:
+            self.representation = REPRESENTATIONS[config.representation](config.r_channels)
         self.generation = nn.ModuleList(GenerationCore(config, z) for z in zero_state)
         self.inference = nn.ModuleList(InferenceCore(config, z) for z in zero_state)
         self.observation = nn.Conv2d(config.u_channels, X_CHANNELS, 1)  # η^g: canvas -> mean image
 
     # -- stages --------------------------------------------------------------------------------
 
-    def represent(self, context_x: torch.Tensor, context_v: torch.Tensor) -> torch.Tensor:
+    @property
+    def query_dependent(self) -> bool:
+        """True if r depends on the query camera (the epipolar representation)."""
+        return self.config.representation == "epipolar"
+
+    def represent(
+        self, context_x: torch.Tensor, context_v: torch.Tensor, query_v: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """context_x (B, K, 3, H, W), context_v (B, K, 7) -> r (B, Cr, H/4, W/4) or (B, Cr, 1, 1),
-        the sum of the per-view representations."""
+        the sum of the per-view representations; for the epipolar representation, r of the query
+        camera query_v (B, 7), one per cell of its grid: (B, Cr, H/4, W/4)."""
         self._check(context_x, context_v)
         b, k = context_x.shape[:2]
+        if self.query_dependent:
+            if query_v is None:
+                raise GQNError("the epipolar representation is the query camera's: pass query_v")
+            grid = (context_x.shape[3] // SCALE, context_x.shape[4] // SCALE)
+            return self.representation(context_x, context_v, query_v, grid)
         r = self.representation(context_x.flatten(0, 1), context_v.flatten(0, 1))
         return r.unflatten(0, (b, k)).sum(1)
 
@@ -391,7 +435,7 @@ class GQN(nn.Module):
         `loss` = `nll` + `kl` (nats per image), `kl_steps` (L,), and `mean` (B, 3, H, W), the
         reconstruction through the posterior, detached. per_image: `loss`, `nll`, `kl` are (B,).
         """
-        r = self.represent(context_x, context_v)
+        r = self.represent(context_x, context_v, query_v)
         mean, kls = self._generate(r, query_v, query_x.shape[2:], query_x, "posterior", noise)
         nll = gaussian_nll(query_x, mean, sigma)
         kl_steps = torch.stack(kls, 1)  # (B, L)
@@ -422,7 +466,7 @@ class GQN(nn.Module):
         """A prediction of the query view (B, 3, H, W) in [0, 1]: z drawn from the prior at each
         step (under the torch RNG, so `torch.manual_seed` makes it repeatable, or from `noise`),
         or its mean with use_mean."""
-        r = self.represent(context_x, context_v)
+        r = self.represent(context_x, context_v, query_v)
         z_from = "prior_mean" if use_mean else "prior"
         return self._generate(r, query_v, context_x.shape[3:], None, z_from, noise)[0].clamp(0, 1)
 
@@ -432,7 +476,7 @@ class GQN(nn.Module):
     ) -> torch.Tensor:
         """What the canvas shows after each generation step, z at the prior mean: (L, B, 3, H, W)."""
         trace: list[torch.Tensor] = []
-        r = self.represent(context_x, context_v)
+        r = self.represent(context_x, context_v, query_v)
         self._generate(r, query_v, context_x.shape[3:], None, "prior_mean", trace=trace)
         return torch.stack(trace).clamp(0, 1)
 
@@ -446,7 +490,7 @@ class GQN(nn.Module):
         use_mean: bool = False,
     ) -> torch.Tensor:
         """The query view (B, 3, H, W) in [0, 1] through the posterior, which sees query_x."""
-        r = self.represent(context_x, context_v)
+        r = self.represent(context_x, context_v, query_v)
         z_from = "posterior_mean" if use_mean else "posterior"
         return self._generate(r, query_v, query_x.shape[2:], query_x, z_from)[0].clamp(0, 1)
 

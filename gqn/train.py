@@ -23,15 +23,18 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from gqn.checkpoint import check_same_model, load_checkpoint, resolve, save_checkpoint
-from gqn.data import SceneDataset, make_loader, model_inputs
+from gqn.data import SceneDataset, make_loader, model_inputs, view_inputs
+from gqn.data.table import DATASETS
 from gqn.errors import GQNError
+from gqn.evaluate import MAX_QUERIES, predict_views, view_metrics
 from gqn.metrics import bits_per_dim, psnr
-from gqn.model import GQN, autocast, dataclass_from_dict, get_config
+from gqn.model import GQN, GQNConfig, autocast, dataclass_from_dict, get_config
 from gqn.runlog import RunLog
 from gqn.schedules import lr_at, sigma_at
 
@@ -160,7 +163,9 @@ class StopSignals:
 
 
 def eval_batch(path: str | os.PathLike, cfg: TrainConfig) -> dict | None:
-    """A fixed held-out batch from the test split (None if there is no test split)."""
+    """A fixed held-out batch from the test split (None if there is no test split), and under
+    "views" a few held-out scenes with 3 context views and up to 10 query cameras each, for the
+    view metrics."""
     try:
         test = SceneDataset(path, split="test", image_size=cfg.image_size)
     except GQNError:
@@ -168,7 +173,26 @@ def eval_batch(path: str | os.PathLike, cfg: TrainConfig) -> dict | None:
     size = min(cfg.batch_size, len(test), 16)
     context = min(cfg.max_context, test.views - 1)
     loader = make_loader(test, size, context_size=context, seed=cfg.seed + 1, shuffle=True)
-    return next(iter(loader))
+    batch = next(iter(loader))
+    k = min(3, test.views - 2)
+    rng = np.random.default_rng(cfg.seed + 1)
+    specs = [(i, tuple(rng.permutation(test.views)[: k + MAX_QUERIES])) for i in range(min(8, len(test)))]
+    batch["views"] = {"context": k, **test.get_views(specs)}
+    return batch
+
+
+def with_cameras(model_cfg: GQNConfig, dataset_name: str) -> GQNConfig:
+    """The epipolar representation needs the cameras' field of view and depth bounds: those the
+    config does not set come from the dataset's description."""
+    if model_cfg.representation != "epipolar":
+        return model_cfg
+    info = DATASETS.get(dataset_name)
+    fill = {
+        name: getattr(info, name)
+        for name in ("fov", "near", "far")
+        if getattr(model_cfg, name) is None and info is not None
+    }
+    return replace(model_cfg, **fill)
 
 
 def agree(flag: bool, world: int, device: torch.device) -> bool:
@@ -232,6 +256,7 @@ def train(cfg: TrainConfig) -> Result:
     # --- build ----------------------------------------------------------------------------------
     # The model records the frame size it learned from, so that eval and render feed it the same.
     model_cfg = replace(get_config(cfg.config), image_size=cfg.image_size or dataset.stored_size)
+    model_cfg = with_cameras(model_cfg, dataset.dataset_name)
     model = GQN(model_cfg).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr_start, betas=(0.9, 0.999), eps=1e-8)
     step, position = 0, {"epoch": 0, "start_batch": 0}
@@ -430,7 +455,9 @@ def evaluate(
     dims: int,
     images: bool,
 ) -> dict:
-    """ELBO terms through the posterior and PSNR of the prior-mean prediction on the held-out batch.
+    """ELBO terms through the posterior, PSNR of the prior-mean prediction, and the view metrics
+    (view gain and identification, `gqn.evaluate`) of the prior mean and of the nearest-view
+    baseline, on the held-out batch.
 
     Its noise comes from its own generator, so evaluating never changes the training's random stream.
     """
@@ -446,6 +473,14 @@ def evaluate(
     values["psnr"] = psnr(out["mean"].clamp(0, 1), query_x).mean().item()
     values["prior_mean_psnr"] = psnr(prior_mean, query_x).mean().item()
     values["bits_per_dim"] = bits_per_dim(values["loss"], dims)
+    views = batch["views"]
+    x, v = view_inputs(views, device)
+    with autocast(cfg.precision, device):
+        predictions = predict_views(model, x, v, views["cameras"], views["context"])
+    scores = view_metrics(predictions, x[:, views["context"] :])
+    for method, name in (("prior_mean", "view"), ("nearest_view", "nearest_view")):
+        values[f"{name}_gain_db"] = float(np.mean(scores[method]["gain_db"]))
+        values[f"{name}_identification"] = float(np.mean(scores[method]["identification"]))
     log.scalars(step, "eval", values)
     if images:
         sample = model.sample(context_x, context_v, query_v, noise=noise)

@@ -58,7 +58,7 @@ def test_resize(dataset_dir):
     full = SceneDataset(dataset_dir)[0].frames.astype(np.float32)
     area = full.reshape(15, 32, 2, 32, 2, 3).mean((2, 4))
     assert np.abs(scene.frames - area).max() <= 0.5 + 1e-6  # area averaging, then rounding
-    batch = ds.__getitems__([(0, (0, 1)), (1, (2, 3))])
+    batch = ds.get_views([(0, (0, 1)), (1, (2, 3))])
     assert batch["frames"].shape == (2, 2, 32, 32, 3)
 
 
@@ -71,7 +71,7 @@ def test_viewpoint_transform_known_values():
 
 def test_model_inputs_shapes_and_ranges(dataset_dir):
     ds = SceneDataset(dataset_dir)
-    batch = ds.__getitems__([(0, (1, 2, 3, 9)), (4, (0, 5, 6, 7))])
+    batch = ds.get_views([(0, (1, 2, 3, 9)), (4, (0, 5, 6, 7))])
     context_x, context_v, query_x, query_v = model_inputs(batch)
     assert context_x.shape == (2, 3, 3, 64, 64) and query_x.shape == (2, 3, 64, 64)
     assert context_v.shape == (2, 3, 7) and query_v.shape == (2, 7)

@@ -14,7 +14,7 @@ from gqn.cli import main
 from gqn.data import SceneDataset, viewpoints
 from gqn.errors import GQNError
 from gqn.evaluate import evaluate, load_model, nearest_view
-from gqn.metrics import PSNR_CAP, mse, psnr, ssim
+from gqn.metrics import PSNR_CAP, mse, psnr, ssim, view_scores
 from gqn.render import orbit_cameras
 
 
@@ -231,3 +231,38 @@ def test_analyze_writes_every_study(trained, tmp_path, capsys):
         assert Image.open(tmp_path / f"{name}.png").size[0] > 100
     # The canvas study: L steps and the truth for each of 3 scenes.
     assert Image.open(tmp_path / "canvas.png").size == (3 * (128 + 2) + 2, 3 * (128 + 2) + 2)
+
+
+def test_view_scores_blind_truth_and_swapped():
+    truths = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    blind = truths.mean(0, keepdim=True).expand(6, -1, -1, -1)  # the same image for every camera
+    gain, ident = view_scores(blind, truths)
+    assert gain == pytest.approx(0.0, abs=1e-9) and ident == pytest.approx(1 / 6)
+    gain, ident = view_scores(truths, truths)
+    assert ident == 1.0 and gain > 50  # PSNR of identical images is capped at 100 dB
+    swapped = truths[[1, 0, 2, 3, 4, 5]]  # predictions for cameras 0 and 1 exchanged
+    assert view_scores(swapped, truths)[1] == pytest.approx(4 / 6)
+    # A prediction that is the truth plus noise: the gain is its PSNR over the other views' PSNR.
+    noisy = (truths + 0.05 * torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))).clamp(
+        0, 1
+    )
+    gain, ident = view_scores(noisy, truths)
+    db = torch.tensor(
+        [[psnr(noisy[i : i + 1], truths[j : j + 1]).item() for j in range(6)] for i in range(6)]
+    )
+    off = ~torch.eye(6, dtype=torch.bool)
+    assert ident == 1.0 and gain == pytest.approx((db.diagonal().mean() - db[off].mean()).item(), rel=1e-5)
+
+
+def test_eval_reports_view_metrics_of_the_model_and_the_nearest_view(trained):
+    data, run = trained
+    model, _ = load_model(run)
+    ds = SceneDataset(data, split="test")
+    r = evaluate(model, ds, scenes=4, contexts=(1, 3), samples=0, sigma=0.7)["results"]["3"]["views"]
+    assert r["queries"] == min(10, ds.views - 3)
+    for method in ("prior_mean", "nearest_view"):
+        assert 0 <= r[method]["identification"] <= 1 and math.isfinite(r[method]["gain_db"])
+    # From one context view every camera's nearest view is that view: blind, exactly 0 dB and 1/Q.
+    one = evaluate(model, ds, scenes=4, contexts=(1,), samples=0, sigma=0.7)["results"]["1"]["views"]
+    assert one["nearest_view"]["gain_db"] == pytest.approx(0, abs=1e-9)
+    assert one["nearest_view"]["identification"] == pytest.approx(1 / one["queries"])

@@ -34,10 +34,10 @@ def inputs(b=2, k=3, size=32, seed=0):
     )
 
 
-@pytest.mark.parametrize("representation", ["tower", "pool", "pyramid"])
+@pytest.mark.parametrize("representation", ["tower", "pool", "pyramid", "epipolar"])
 @pytest.mark.parametrize("shared", [True, False])
 def test_output_shapes(representation, shared):
-    cfg = replace(TINY, representation=representation, shared_core=shared, L=3)
+    cfg = replace(TINY, representation=representation, shared_core=shared, L=3, fov=90.0, near=0.5, far=6.0)
     model = GQN(cfg)
     assert len(model.generation) == len(model.inference) == (1 if shared else 3)
     cx, cv, qx, qv = inputs(size=64)
@@ -45,8 +45,8 @@ def test_output_shapes(representation, shared):
     for key in ("loss", "nll", "kl", "mse"):
         assert out[key].shape == ()
     assert out["kl_steps"].shape == (3,) and out["mean"].shape == (2, 3, 64, 64)
-    r = model.represent(cx, cv)
-    assert r.shape == ((2, 16, 16, 16) if representation == "tower" else (2, 16, 1, 1))
+    r = model.represent(cx, cv, qv)
+    assert r.shape == ((2, 16, 16, 16) if representation in ("tower", "epipolar") else (2, 16, 1, 1))
     assert model.sample(cx, cv, qv).shape == (2, 3, 64, 64)
     assert model.reconstruct(cx, cv, qx, qv).shape == (2, 3, 64, 64)
 
@@ -216,7 +216,9 @@ def test_config_presets_files_and_unknown_keys(tmp_path):
     cfg = get_config(str(path))
     assert cfg.L == 3 and cfg.h_channels == 32 and cfg.r_channels == 256
     path.write_text(json.dumps({"L": 3, "hidden": 32}))
-    with pytest.raises(GQNError, match=r"c\.json: unknown key\(s\) hidden; valid: L, h_channels"):
+    with pytest.raises(
+        GQNError, match=r"c\.json: unknown key\(s\) hidden; valid: L, depth_samples, far, fov, h_channels"
+    ):
         get_config(str(path))
     with pytest.raises(GQNError, match="unknown config 'huge'; presets: paper, small, tiny"):
         get_config("huge")

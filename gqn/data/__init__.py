@@ -3,7 +3,7 @@
 from gqn.data import read_scenes, write_scenes, SceneDataset, make_loader, model_inputs
 """
 
-from gqn.data.batches import ViewSampler, make_loader, model_inputs, viewpoints
+from gqn.data.batches import ViewSampler, make_loader, model_inputs, view_inputs, viewpoints
 from gqn.data.dataset import SceneDataset
 from gqn.data.layout import discover, find_split
 from gqn.data.scenes import EncodedScene, Scene, read_scenes, write_scenes
@@ -21,6 +21,7 @@ __all__ = [
     "get_dataset",
     "make_loader",
     "model_inputs",
+    "view_inputs",
     "read_scenes",
     "viewpoints",
     "write_scenes",

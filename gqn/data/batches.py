@@ -30,14 +30,23 @@ def viewpoints(cameras: torch.Tensor) -> torch.Tensor:
     return torch.cat([xyz, yaw.sin(), yaw.cos(), pitch.sin(), pitch.cos()], dim=-1)
 
 
+def view_inputs(
+    batch: dict[str, torch.Tensor], device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's views as the model takes them: x (B, V, 3, H, W) in [0, 1] and v (B, V, 7).
+    The uint8 frames travel; floats are made on `device`."""
+    frames = batch["frames"].to(device, non_blocking=True)
+    x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
+    v = viewpoints(batch["cameras"].to(device, non_blocking=True).float())
+    return x, v
+
+
 def model_inputs(
     batch: dict[str, torch.Tensor], device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split a batch into context_x (B, K, 3, H, W) in [0, 1], context_v (B, K, 7),
-    query_x (B, 3, H, W) and query_v (B, 7). The uint8 frames travel; floats are made on `device`."""
-    frames = batch["frames"].to(device, non_blocking=True)
-    x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, K+1, 3, H, W)
-    v = viewpoints(batch["cameras"].to(device, non_blocking=True).float())  # (B, K+1, 7)
+    query_x (B, 3, H, W) and query_v (B, 7): the last view is the query."""
+    x, v = view_inputs(batch, device)
     return x[:, :-1], v[:, :-1], x[:, -1], v[:, -1]
 
 

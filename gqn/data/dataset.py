@@ -5,7 +5,7 @@ Shapes: B batch, V views taken from each scene, H x W frames.
     ds = SceneDataset("data/shepard_metzler_5_parts", split="train")
     ds[12]                    # Scene with all views, decoded
     ds[(12, (3, 7, 0))]       # Scene with views 3, 7 and 0 only (only those JPEGs are decoded)
-    ds.__getitems__(specs)    # a batch: {"frames": (B, V, H, W, 3) uint8, "cameras": (B, V, 5)}
+    ds.get_views(specs)       # a batch: {"frames": (B, V, H, W, 3) uint8, "cameras": (B, V, 5)}
 
 File handles are opened lazily in the process that reads (so each DataLoader worker has its own),
 record offsets come from the cached per-file index (`gqn.data.index`), and every record's data CRC
@@ -128,7 +128,7 @@ class SceneDataset(torch.utils.data.Dataset):
             frames = resize(torch.from_numpy(frames)[None], self.image_size)[0].numpy()
         return Scene(frames, cameras)
 
-    def __getitems__(self, specs: Sequence[ViewSpec]) -> dict[str, torch.Tensor]:
+    def get_views(self, specs: Sequence[ViewSpec]) -> dict[str, torch.Tensor]:
         """A batch: frames (B, V, H, W, 3) uint8 and cameras (B, V, 5) float32."""
         read = [self.read(int(i), views) for i, views in specs]
         frames = torch.from_numpy(np.stack([f for f, _ in read]))
@@ -136,6 +136,8 @@ class SceneDataset(torch.utils.data.Dataset):
         if self.image_size is not None and frames.shape[2] != self.image_size:
             frames = resize(frames, self.image_size)
         return {"frames": frames, "cameras": cameras}
+
+    __getitems__ = get_views  # what DataLoader calls for a batch
 
     def __del__(self):
         if os.getpid() == getattr(self, "_pid", None):

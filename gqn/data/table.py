@@ -21,6 +21,12 @@ class DatasetInfo:
     views: int  # views (frames and cameras) per scene
     train_files: int
     test_files: int
+    # The cameras' pinhole (gqn.cameras): field of view in degrees, and the depths between which
+    # the scene lies from any camera; None where unknown. What is measured and what estimated is
+    # in the README ("The cameras").
+    fov: float | None = None
+    near: float | None = None
+    far: float | None = None
 
     def files(self, split: str) -> int:
         return {"train": self.train_files, "test": self.test_files}[check_split(split)]
@@ -42,11 +48,13 @@ DATASETS: dict[str, DatasetInfo] = {
     for d in (
         DatasetInfo("jaco", 64, 11, 3600, 400),
         DatasetInfo("mazes", 84, 300, 1080, 120),
-        DatasetInfo("rooms_free_camera_with_object_rotations", 128, 10, 2034, 226),
-        DatasetInfo("rooms_ring_camera", 64, 10, 2160, 240),
-        DatasetInfo("rooms_free_camera_no_object_rotations", 64, 10, 2160, 240),
-        DatasetInfo("shepard_metzler_5_parts", 64, 15, 900, 100),
-        DatasetInfo("shepard_metzler_7_parts", 64, 15, 900, 100),
+        # rooms: 7 x 7, the ring camera 3 from the centre (gqn.synth.rooms)
+        DatasetInfo("rooms_free_camera_with_object_rotations", 128, 10, 2034, 226, 60.0, 0.1, 10.0),
+        DatasetInfo("rooms_ring_camera", 64, 10, 2160, 240, 60.0, 0.1, 7.0),
+        DatasetInfo("rooms_free_camera_no_object_rotations", 64, 10, 2160, 240, 60.0, 0.1, 10.0),
+        # Shepard-Metzler: cameras 10/3 from the centre, objects within 2.5 of it
+        DatasetInfo("shepard_metzler_5_parts", 64, 15, 900, 100, 100.0, 0.8, 5.9),
+        DatasetInfo("shepard_metzler_7_parts", 64, 15, 900, 100, 100.0, 0.8, 5.9),
     )
 }
 

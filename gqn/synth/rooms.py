@@ -16,6 +16,7 @@ import numpy as np
 
 from gqn.cameras import ROOM_EYE_HEIGHT, ROOM_RING_RADIUS, ring_cameras
 from gqn.data.scenes import Scene
+from gqn.data.table import DATASETS
 from gqn.synth.views import ViewRenderer
 
 HALF = 3.5  # the room spans [-3.5, 3.5] in x and y
@@ -25,7 +26,7 @@ RING = ROOM_RING_RADIUS  # ring camera: distance from the centre
 OBJECT_AREA = 2.4  # objects stand within [-2.4, 2.4]^2, at least MIN_GAP apart
 MIN_GAP = 1.3
 MIN_VIEW_DEPTH = 2.5  # a free camera looks at a wall at least this far away, so it sees floor too
-FOVY = 60.0
+FOVY = DATASETS["rooms_ring_camera"].fov  # 60 degrees, the same for the three rooms datasets
 HIDDEN = 3  # geom group of the objects not in the current scene; not rendered
 
 # 7 shapes, each (MJCF geom attributes, height of its centre above the floor).

@@ -14,12 +14,15 @@ import numpy as np
 
 from gqn.cameras import SHEPARD_METZLER_RADIUS, sphere_cameras
 from gqn.data.scenes import Scene
+from gqn.data.table import DATASETS
 from gqn.synth.views import ViewRenderer
 
 RADIUS = SHEPARD_METZLER_RADIUS
 YAW_STEPS = 100  # yaw = k π/50, k in 0..99
 PITCH_RANGE = (-45, 48)  # pitch = k π/100, k in this range (inclusive)
-FOVY = 100.0  # degrees: the object then covers as much of the frame as in the real data (see README)
+# 100 degrees, from the datasets' table: the object then covers as much of the frame as in the
+# real data (see README).
+FOVY = DATASETS["shepard_metzler_5_parts"].fov
 # A point seen from every camera of the sphere lies within RADIUS sin(FOVY / 2) = 2.55 of the centre.
 REACH = 2.5
 STEPS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])

@@ -78,6 +78,13 @@ class TrainConfig:
     sigma_steps: int = field(
         default=200_000, metadata={"help": "steps of the linear sigma annealing (paper)"}
     )
+    deterministic_steps: int = field(
+        default=0,
+        metadata={
+            "help": "a deterministic warm-up: for this many steps the prior-mean prediction is "
+            "regressed on the query (KL 0, no inference network), at about half the cost of a step"
+        },
+    )
     checkpoint_every: int = field(default=1000, metadata={"help": "steps between checkpoints"})
     keep: int = field(default=3, metadata={"help": "step checkpoints kept besides last.pt"})
     eval_every: int = field(
@@ -292,7 +299,9 @@ def train(cfg: TrainConfig) -> Result:
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.deterministic_steps > 0,  # the inference network rests then
         )
     if cfg.compile:
         net = torch.compile(net)
@@ -346,7 +355,15 @@ def train(cfg: TrainConfig) -> Result:
                 noise = torch.randn(model_cfg.L, cfg.batch_size, model_cfg.z_channels, h // 4, w // 4)
                 noise = noise[:, rank * b : (rank + 1) * b].to(device)
                 with autocast(cfg.precision, device):
-                    out = net(context_x, context_v, query_x, query_v, sigma, noise=noise)
+                    out = net(
+                        context_x,
+                        context_v,
+                        query_x,
+                        query_v,
+                        sigma,
+                        noise=noise,
+                        deterministic=step < cfg.deterministic_steps,
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))

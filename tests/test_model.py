@@ -252,3 +252,15 @@ def test_works_under_torch_compile():
     out["loss"].backward()
     torch.testing.assert_close(out["loss"], eager, rtol=1e-4, atol=1e-2)
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_deterministic_step_regresses_the_prior_mean_and_rests_the_inference_network():
+    torch.manual_seed(0)
+    model = GQN(TINY)
+    cx, cv, qx, qv = inputs()
+    out = model(cx, cv, qx, qv, sigma=0.7, deterministic=True)
+    assert out["kl"].item() == 0 and out["kl_steps"].shape == (TINY.L,)
+    torch.testing.assert_close(out["mean"].clamp(0, 1), model.sample(cx, cv, qv, use_mean=True))
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.inference.parameters())
+    assert all(p.grad is not None for p in model.generation.parameters())

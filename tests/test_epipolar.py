@@ -1,14 +1,24 @@
 """The epipolar representation: gathering context features where the query's rays land."""
 
+import json
+import math
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from conftest import train_tiny
+from PIL import Image
 
 from gqn.cameras import pixel_centres, project, sphere_cameras
+from gqn.cli import main
 from gqn.data import viewpoints
 from gqn.epipolar import gather
+from gqn.evaluate import load_model
 from gqn.model import GQN, PRESETS
+from gqn.train import TrainConfig, train
 
 FOV = 100.0
 
@@ -53,3 +63,96 @@ def test_the_representation_depends_on_the_query_camera():
     r1 = model.represent(x, v[:, :3], v[:, 3])
     r2 = model.represent(x, v[:, :3], v[:, 0])
     assert r1.shape == (2, 16, 8, 8) and (r1 - r2).abs().max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def epipolar_run(tmp_path_factory):
+    """A tiny epipolar model trained for 3 steps (one of them deterministic), and its data."""
+    root = tmp_path_factory.mktemp("epipolar")
+    config = root / "tiny-epipolar.json"
+    config.write_text(json.dumps({"model": {**PRESETS["tiny"].to_dict(), "representation": "epipolar"}}))
+    return train_tiny(root, scenes_per_file=12, config=str(config), deterministic_steps=1)
+
+
+def test_training_takes_the_cameras_from_the_dataset_description(epipolar_run):
+    _, run = epipolar_run
+    model, info = load_model(run)
+    assert info["step"] == 3
+    assert (model.config.fov, model.config.near, model.config.far) == (100.0, 0.8, 5.9)
+
+
+def test_every_verb_works_with_an_epipolar_model(epipolar_run, tmp_path, capsys):
+    data, run = epipolar_run
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--data",
+                data,
+                "--scenes",
+                "4",
+                "--context",
+                "1,3",
+                "--out",
+                f"{tmp_path}/e.json",
+            ]
+        )
+        == 0
+    )
+    assert "turning with the camera (10 cameras)" in capsys.readouterr().out
+    assert main(["render", str(run), "--data", data, "--scene", "1", "--out", f"{tmp_path}/g.png"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(run),
+                "--data",
+                data,
+                "--scene",
+                "1",
+                "--orbit",
+                "--frames",
+                "8",
+                "--out",
+                f"{tmp_path}/o.gif",
+            ]
+        )
+        == 0
+    )
+    assert Image.open(tmp_path / "o.gif").n_frames == 8
+    argv = ["analyze", str(run), "--data", data, "--scenes", "3", "--sets", "2", "--prune-scenes", "3"]
+    assert main([*argv, "--out", str(tmp_path / "analysis")]) == 0
+    assert main(["export", str(run), "--name", "sm5-epipolar", "--out", str(tmp_path / "w")]) == 0
+    exported = tmp_path / "w" / "sm5-epipolar.safetensors"
+    assert (
+        main(
+            [
+                "eval",
+                str(exported),
+                "--data",
+                data,
+                "--scenes",
+                "4",
+                "--context",
+                "1,3",
+                "--out",
+                f"{tmp_path}/x.json",
+            ]
+        )
+        == 0
+    )
+    # The exported weights are the checkpoint's: every number of the report is the same.
+    a, b = (json.loads((tmp_path / f).read_text())["results"] for f in ("e.json", "x.json"))
+    assert a == b
+
+
+def test_resuming_an_epipolar_run_continues_it(epipolar_run, tmp_path):
+    data, run = epipolar_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    settings = dict(
+        config=str(Path(run).parent / "tiny-epipolar.json"), batch_size=4, workers=0, eval_every=0
+    )
+    result = train(TrainConfig(data=data, run_dir=str(copy), max_steps=5, resume="auto", **settings))
+    assert result.step == 5 and math.isfinite(result.metrics["loss"])

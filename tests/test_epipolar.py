@@ -15,7 +15,7 @@ from PIL import Image
 from gqn.cameras import pixel_centres, project, sphere_cameras
 from gqn.cli import main
 from gqn.data import viewpoints
-from gqn.epipolar import gather
+from gqn.epipolar import along_ray_weights, gather
 from gqn.evaluate import load_model
 from gqn.model import GQN, PRESETS
 from gqn.train import TrainConfig, train
@@ -156,3 +156,15 @@ def test_resuming_an_epipolar_run_continues_it(epipolar_run, tmp_path):
     )
     result = train(TrainConfig(data=data, run_dir=str(copy), max_steps=5, resume="auto", **settings))
     assert result.step == 5 and math.isfinite(result.metrics["loss"])
+
+
+def test_weights_along_a_ray_known_answers():
+    logits = torch.tensor([0.0, 0.0, 40.0, 0.0])[None, :, None]  # (1, D=4, 1), nearest first
+    soft = along_ray_weights(logits, "softmax")
+    assert soft.sum().item() == pytest.approx(1.0) and soft[0, 2, 0].item() == pytest.approx(1.0)
+    # transmittance: opacities 1/2, 1/2, ~1, 1/2 -> 1/2, 1/4, 1/4, then nothing is left
+    torch.testing.assert_close(
+        along_ray_weights(logits, "transmittance")[0, :, 0], torch.tensor([0.5, 0.25, 0.25, 0.0])
+    )
+    empty = along_ray_weights(torch.full((1, 4, 1), -40.0), "transmittance")
+    assert empty.sum().item() < 1e-12  # a ray through empty space weighs nothing

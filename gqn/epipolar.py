@@ -14,8 +14,9 @@ exactly, so where a point of the ray lands in a context view (its epipolar line)
      point looks alike from every view that sees it; a point in empty space does not), and the
      fraction of views that see the point at all;
   4. a small network scores each depth from those, and a softmax over the D depths weighs them
-     (attention along the ray, as E-GQN's epipolar attention; the alternative, front-to-back
-     transmittance, was measured against it in benchmarks/learning.py);
+     (attention along the ray, as E-GQN's epipolar attention), or with `ray_weighting=
+     "transmittance"` each depth is opaque with a learned probability and composited front to
+     back, as volume rendering does;
   5. the weighted mean and spread, the expected depth and the ray's direction become r for the
      cell through a 1x1 convolution.
 
@@ -83,7 +84,6 @@ class Epipolar(nn.Module):
         super().__init__()
         self.fov, self.near, self.far, self.depths, self.weighting = fov, near, far, depths, weighting
         c = r // 2  # features per view; the pooled mean and spread make r channels again
-        self.channels = c
         self.encoder = nn.Sequential(
             nn.Conv2d(X_CHANNELS, c, 3, padding=1),
             nn.ReLU(),

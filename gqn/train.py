@@ -14,6 +14,7 @@ resumed, or spread over N processes, computes what one uninterrupted process wou
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import signal
@@ -26,7 +27,6 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from gqn.arguments import HelpFormatter
 from gqn.checkpoint import (
     check_same_model,
     checkpoint_dir,
@@ -248,7 +248,7 @@ def add_parser(sub) -> None:
         "train",
         help="train a GQN with the paper's schedules; checkpoints, resume, TensorBoard, DDP",
         description=__doc__,
-        formatter_class=HelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # each flag's help states its default
     )
     add_flags(p)  # one per TrainConfig field
     p.set_defaults(run=run)

@@ -101,3 +101,4 @@ def test_the_seeds_own_command_line_parses_as_written():
     train = parser._subparsers._group_actions[0].choices["train"]
     text = train.format_help()
     assert "--batch-size BATCH_SIZE" in text and "--batch_size" not in text and "--data_parallel" not in text
+    assert "(default: 36)" in text and "(default: None)" not in text  # each default stated once

@@ -147,14 +147,13 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     the underscore spelling; a bool flag takes no value or `=true`/`=false`."""
     for f in fields(TrainConfig):
         kind = f.type.replace(" | None", "")
-        names = [flag(f.name)]
         if kind == "bool":
             options = dict(nargs="?", const=True, type=boolean, default=None, metavar="BOOL")
         else:
             typ = {"int": int, "float": float, "str": str}[kind]
             options = dict(type=typ, default=None, choices=f.metadata.get("choices"), metavar=f.name.upper())
         default = "" if f.default is None else f" (default: {f.default})"
-        p.add_argument(*names, help=f.metadata["help"] + default, **options)
+        p.add_argument(flag(f.name), dest=f.name, help=f.metadata["help"] + default, **options)
         if "_" in f.name:
             hidden_alias(p, f"--{f.name}", f.name, **options)
 

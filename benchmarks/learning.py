@@ -24,9 +24,12 @@ from pathlib import Path
 
 import torch
 
-from gqn.evaluate import evaluate, load_model, open_dataset
-from gqn.model import GQNConfig, get_config
-from gqn.train import TrainConfig, train
+from gqn.checkpoint import load_model
+from gqn.config import TrainConfig, get_config
+from gqn.defaults import open_dataset
+from gqn.evaluate import evaluate, gain_over_baselines
+from gqn.model import GQNConfig
+from gqn.train import train
 
 MODEL_FIELDS = {f.name: f for f in fields(GQNConfig)}
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
@@ -52,15 +55,14 @@ def parse_run(spec: str, folder: Path) -> tuple[str, dict]:
 
 
 def score(run_dir: Path, data: str | None, scenes: int) -> dict:
-    model, info = load_model(run_dir)
+    model, loaded = load_model(run_dir)
     dataset = open_dataset(data, "test", model.config.image_size)
-    report = evaluate(model, dataset, scenes=scenes, contexts=(3,), samples=0, sigma=info["sigma"])
+    report = evaluate(model, dataset, scenes=scenes, contexts=(3,), samples=0, sigma=loaded.sigma)
     r = report["results"]["3"]
-    best_baseline = max(r["context_mean"]["psnr"], r["nearest_view"]["psnr"])
     return {
-        "step": info["step"],
+        "step": loaded.step,
         "psnr": r["prior_mean"]["psnr"],
-        "over_baseline": r["prior_mean"]["psnr"] - best_baseline,
+        "over_baseline": gain_over_baselines(report, k=3),
         "view_gain": r["views"]["prior_mean"]["gain_db"],
         "view_id": r["views"]["prior_mean"]["identification"],
         "nearest_view_gain": r["views"]["nearest_view"]["gain_db"],

@@ -13,7 +13,9 @@ import time
 
 import torch
 
-from gqn.model import GQN, PRESETS, autocast, count_flops
+from gqn.counts import count_flops
+from gqn.model import GQN, PRESETS
+from gqn.runtime import autocast
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:

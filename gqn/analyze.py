@@ -19,7 +19,6 @@ Each study writes a PNG, and `analysis.json` holds the numbers behind all of the
 from __future__ import annotations
 
 import copy
-import json
 import os
 from pathlib import Path
 
@@ -30,9 +29,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from gqn.data import SceneDataset, model_inputs
-from gqn.evaluate import MODEL_HELP, evaluate, view_orders
-from gqn.files import atomic_write
+from gqn.arguments import HelpFormatter, checkpoint, data
+from gqn.checkpoint import load_model
+from gqn.data import SceneDataset, model_inputs, view_inputs
+from gqn.defaults import open_dataset
+from gqn.evaluate import context_then_query, evaluate, view_orders
+from gqn.files import atomic_write, write_json
 from gqn.images import grid, save_png
 from gqn.model import GQN
 from gqn.render import to_uint8
@@ -147,11 +149,8 @@ def plot_pruning(rows: list[dict], path: Path) -> str:
 @torch.no_grad()
 def feature_maps(model: GQN, ds: SceneDataset, scene: int = 0) -> np.ndarray:
     """(16, h, w, 3) uint8: the first 16 channels of r for view 0 of a scene, each scaled to its range."""
-    batch = ds.get_views([(scene, (0,))])
-    context_x, context_v, _, query_v = model_inputs(
-        {"frames": batch["frames"].repeat(1, 2, 1, 1, 1), "cameras": batch["cameras"].repeat(1, 2, 1)}
-    )
-    r = model.represent(context_x, context_v, query_v)[0, :16]
+    x, v = view_inputs(ds.get_views([(scene, (0,))]))  # the view is its own context (and query camera)
+    r = model.represent(x, v, v[:, 0])[0, :16]
     lo, hi = r.flatten(1).min(1).values[:, None, None], r.flatten(1).max(1).values[:, None, None]
     maps = ((r - lo) / (hi - lo).clamp_min(1e-6) * 255).byte()
     return maps[..., None].expand(-1, -1, -1, 3).numpy()
@@ -161,7 +160,7 @@ def feature_maps(model: GQN, ds: SceneDataset, scene: int = 0) -> np.ndarray:
 def canvas(model: GQN, ds: SceneDataset, scenes: int = 3, context: int = 3, seed: int = 0) -> np.ndarray:
     """(scenes * (L + 1), H, W, 3) uint8: for each scene the canvas after steps 1..L, then the truth."""
     orders = view_orders(ds, scenes, seed)
-    batch = ds.get_views([(i, (*perm[1 : context + 1], perm[0])) for i, perm in orders])
+    batch = ds.get_views([(i, context_then_query(order, context)) for i, order in orders])
     context_x, context_v, query_x, query_v = model_inputs(batch)
     steps = model.canvas_steps(context_x, context_v, query_v)  # (L, B, 3, H, W)
     rows = [torch.cat([steps[:, b], query_x[b : b + 1]]) for b in range(scenes)]
@@ -193,23 +192,18 @@ def analyze(
         "pruning": rows,
         "files": files,
     }
-    with atomic_write(out / "analysis.json", "w") as f:
-        f.write(json.dumps(numbers, indent=2) + "\n")
+    write_json(numbers, out / "analysis.json")
     return numbers
 
 
 def add_parser(sub) -> None:
-    from gqn.cli import HelpFormatter
-
     p = sub.add_parser(
         "analyze",
         help="representation, pruning, feature-map and canvas studies",
         description=__doc__,
         formatter_class=HelpFormatter,
+        parents=[checkpoint(), data()],
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help=MODEL_HELP)
-    p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
-    p.add_argument("--split", default="test")
     p.add_argument("--scenes", type=int, default=12, help="scenes in the representation study")
     p.add_argument("--sets", type=int, default=8, help="context sets per scene in the representation study")
     p.add_argument("--prune-scenes", type=int, default=20, help="scenes evaluated per pruning level")
@@ -218,11 +212,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from gqn.evaluate import load_model, open_dataset
-
-    model, info = load_model(args.checkpoint)
+    model, loaded = load_model(args.checkpoint)
     ds = open_dataset(args.data, args.split, model.config.image_size)
-    numbers = analyze(model, ds, args.out, info["sigma"], args.scenes, args.sets, args.prune_scenes)
+    numbers = analyze(model, ds, args.out, loaded.sigma, args.scenes, args.sets, args.prune_scenes)
     print(f"representations: within/between distance ratio {numbers['representations']['ratio']:.3f}")
     for row in numbers["pruning"]:
         print(

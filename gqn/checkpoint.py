@@ -1,6 +1,15 @@
-"""Training checkpoints: one file holds everything needed to continue exactly, written atomically.
+"""Every source of a trained model, in one place: training checkpoints and exported weights.
 
-A checkpoint is a `torch.save`d dict of tensors and plain values only:
+    model, loaded = load_model("runs/gqn")                  # a run folder: its checkpoints/last.pt
+    model, loaded = load_model("runs/gqn/checkpoints/step-00002000.pt")
+    model, loaded = load_model("pretrained:shepard_metzler_5_parts")   # weights that ship with gqn
+    model, loaded = load_model("elsewhere/NAME.safetensors")           # + NAME.json beside it
+    loaded.step, loaded.sigma, loaded.config, loaded.path, loaded.origin
+
+This module resolves each of them, reads them and writes them: the layouts below are written and
+read here and nowhere else. What a loaded model knows about itself is a `Loaded`.
+
+Training checkpoints. A checkpoint is a `torch.save`d dict of tensors and plain values only:
 
     format, version        checkpoint format number and the gqn version that wrote it
     step                   optimizer steps taken
@@ -17,21 +26,72 @@ mid-save leaves the previous checkpoint whole. `checkpoints/last.pt` is a hard l
 newest one. Loading uses `torch.load(weights_only=True)`: no code from the file ever runs.
 
     run/checkpoints/step-00001000.pt, step-00002000.pt, ..., last.pt
+
+Exported weights (`gqn export`): two files in `gqn/weights/` (or anywhere, named by path):
+
+    NAME.safetensors   the model's tensors (safetensors: plain data, nothing in it can run)
+    NAME.json          what rebuilds and explains it: format, the model config, the step and pixel
+                       sigma it was trained to, the `gqn train` commands that made it
+                       ("trained_with"), the SHA-256 of the weights file and the eval table
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from gqn import __version__
 from gqn.errors import GQNError
-from gqn.files import atomic_write
+from gqn.files import atomic_write, write_json
+from gqn.model import GQN, GQNConfig
+from gqn.schedules import sigma_at
 
-FORMAT = 1
+FORMAT = 1  # of checkpoints
+WEIGHTS_FORMAT = 1  # of NAME.json
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+PREFIX = "pretrained:"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a loaded model knows about itself."""
+
+    path: str  # the checkpoint or .safetensors file it came from
+    step: int  # optimizer steps it was trained for
+    sigma: float  # the pixel standard deviation of its training at that step
+    config: GQNConfig
+    origin: dict | None = None  # pretrained weights: their name, step and training commands
+    train_config: dict = field(default_factory=dict)  # checkpoints: the TrainConfig fields of the run
+    init_origin: dict | None = None  # checkpoints: the pretrained weights the run started from
+
+
+def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GQN, Loaded]:
+    """A trained model, in eval mode, from a checkpoint file, a run folder, "pretrained:NAME" or a
+    .safetensors file; and what it knows about itself."""
+    if is_pretrained(source):
+        return load_weights(source, device)
+    path = resolve(str(source), None)
+    state = load_checkpoint(path, map_location=device)
+    loaded = describe(path, state)
+    model = GQN(loaded.config).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), loaded
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> GQN:
+    """The pretrained model `name` (see `available()`), in eval mode."""
+    return load_weights(PREFIX + name, device)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Training checkpoints
+
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 
@@ -108,11 +168,78 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
+def training_state(
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    model_config: GQNConfig,
+    train_config: dict,
+    position: dict,
+    device: torch.device,
+    init_origin: dict | None = None,
+) -> dict:
+    """The checkpoint of a training run at `step` (the layout in the module docstring)."""
+    rng = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+    return {
+        "step": step,
+        "model_config": model_config.to_dict(),
+        "train_config": train_config,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng,
+        "data": dict(position),
+        **({"init_origin": init_origin} if init_origin else {}),
+    }
+
+
+@dataclass(frozen=True)
+class Resumed:
+    path: Path
+    step: int
+    position: dict  # the sampler's: epoch and batch within it
+    init_origin: dict | None
+
+
+def resume(path: Path, model: GQN, optimizer: torch.optim.Optimizer, device: torch.device) -> Resumed:
+    """Load a checkpoint's weights, optimizer and RNG states into a run of the same model config."""
+    state = load_checkpoint(path, map_location=device)
+    check_same_model(path, state["model_config"], model.config.to_dict())
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if device.type == "cuda" and state["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    return Resumed(path, state["step"], state["data"], state.get("init_origin"))
+
+
+def describe(path: str | os.PathLike, state: dict) -> Loaded:
+    """What a checkpoint's model knows about itself."""
+    return Loaded(
+        path=str(path),
+        step=state["step"],
+        sigma=run_sigma(state),
+        config=GQNConfig.from_dict(state["model_config"], where=str(path)),
+        train_config=state.get("train_config", {}),
+        init_origin=state.get("init_origin"),
+    )
+
+
+def run_sigma(state: dict) -> float:
+    """The pixel sigma of a checkpoint's training at its step: the run's own schedule, or the
+    paper's (sigma_at's defaults) for a checkpoint without one."""
+    train = state.get("train_config", {})
+    keys = ("sigma_start", "sigma_end", "sigma_steps")
+    if all(k in train for k in keys):
+        return sigma_at(state["step"], *(train[k] for k in keys))
+    return sigma_at(state["step"])
+
+
 def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict) -> None:
     """A checkpoint can only continue the model config it was trained with (a field newer than the
     checkpoint counts as its default)."""
-    from gqn.model import GQNConfig
-
     saved = GQNConfig.from_dict(saved, where=f"{path} (model_config)").to_dict()
     if saved != wanted:
         keys = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
@@ -122,3 +249,107 @@ def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict) -> None
 
 def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
+
+
+# ----------------------------------------------------------------------------------------------
+# Exported weights: NAME.safetensors + NAME.json
+
+
+def available() -> list[str]:
+    """Names of the pretrained models that ship with this gqn."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json") if p.with_suffix(".safetensors").exists())
+
+
+def is_pretrained(source: str | os.PathLike) -> bool:
+    """Whether `source` names pretrained weights ("pretrained:NAME" or a .safetensors file)."""
+    return str(source).startswith(PREFIX) or str(source).endswith(".safetensors")
+
+
+def weights_path(source: str | os.PathLike) -> Path:
+    """The .safetensors file of "pretrained:NAME" or of a path."""
+    source = str(source)
+    if source.startswith(PREFIX):
+        name = source[len(PREFIX) :]
+        if name not in available():
+            raise GQNError(
+                f"{source}: no such pretrained model; available: {', '.join(available()) or 'none'}"
+            )
+        return WEIGHTS_DIR / f"{name}.safetensors"
+    path = Path(source)
+    if not path.exists():
+        raise GQNError(f"{path}: no such weights file")
+    return path
+
+
+def read_description(source: str | os.PathLike) -> dict:
+    """The NAME.json of "pretrained:NAME" or NAME.safetensors, with "path" (the weights) added."""
+    path = weights_path(source)
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise GQNError(f"{meta_path}: missing (the config that goes with {path.name})") from None
+    except ValueError as e:
+        raise GQNError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != WEIGHTS_FORMAT or "model_config" not in meta:
+        raise GQNError(f"{meta_path}: not a gqn weights description of format {WEIGHTS_FORMAT}")
+    return {**meta, "path": str(path)}
+
+
+def load_weights(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GQN, Loaded]:
+    """A model from "pretrained:NAME" or NAME.safetensors (+ NAME.json beside it), in eval mode,
+    and what it knows about itself. Checks the weights' SHA-256 first."""
+    from safetensors.torch import load
+
+    meta = read_description(source)
+    path, meta_path = Path(meta["path"]), Path(meta["path"]).with_suffix(".json")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta.get("sha256"):
+        raise GQNError(
+            f"{path}: SHA-256 {digest[:12]}... does not match {meta_path.name} "
+            f"({str(meta.get('sha256'))[:12]}...): the file is damaged or from another model"
+        )
+    try:
+        tensors = load(data)
+    except Exception as e:  # safetensors raises its own error types for malformed headers
+        raise GQNError(f"{path}: not a readable safetensors file ({e})") from None
+    config = GQNConfig.from_dict(meta["model_config"], where=str(meta_path))
+    model = GQN(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != found:
+        wrong = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
+        detail = ", ".join(f"{k}: {found.get(k)} in file, {expected.get(k)} in config" for k in wrong[:2])
+        raise GQNError(
+            f"{path}: does not fit the config in {meta_path.name} ({len(wrong)} tensors differ; {detail})"
+        )
+    model.load_state_dict(tensors)
+    model.to(device).eval()
+    origin = {k: meta[k] for k in ("name", "step", "trained_with")}
+    return model, Loaded(str(path), meta["step"], meta["sigma"], config, origin)
+
+
+def save_weights(
+    out: str | os.PathLike, name: str, tensors: dict[str, torch.Tensor], meta: dict
+) -> tuple[Path, Path]:
+    """Write NAME.safetensors and NAME.json (`meta`, with the format, name, gqn version, SHA-256
+    and parameter count added) into `out`."""
+    from safetensors.torch import save
+
+    data = save(tensors)
+    meta = {
+        "format": WEIGHTS_FORMAT,
+        "name": name,
+        "gqn_version": __version__,
+        **{k: v for k, v in meta.items() if k != "eval"},
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "parameters": sum(t.numel() for t in tensors.values()),
+        **({"eval": meta["eval"]} if "eval" in meta else {}),
+    }
+    out = Path(out)
+    weights, description = out / f"{name}.safetensors", out / f"{name}.json"
+    with atomic_write(weights) as f:
+        f.write(data)
+    write_json(meta, description)
+    return weights, description

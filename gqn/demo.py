@@ -20,8 +20,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gqn.checkpoint import checkpoint_dir, list_steps
+from gqn.arguments import HelpFormatter, data, scene
+from gqn.checkpoint import available, checkpoint_dir, list_steps, load_model
+from gqn.defaults import dataset_path, open_dataset
 from gqn.errors import GQNError
+from gqn.evaluate import evaluate, format_table
+from gqn.files import atomic_write, write_json
+from gqn.images import save_png
+from gqn.plots import training_curves
+from gqn.render import camera_path, orbit_cameras, render_grid, render_orbit, write_gif
+from gqn.train import TrainConfig, train
 
 RECIPE = {"config": "small", "batch_size": 36, "sigma_steps": 3000, "precision": "bf16", "seed": 0}
 
@@ -42,14 +50,6 @@ def demo(
     **recipe,
 ) -> dict[str, Path]:
     """Run the main job into `out`; returns {what: path}. `recipe` overrides RECIPE's fields."""
-    from gqn.evaluate import evaluate, format_table, load_model, open_dataset, write_json
-    from gqn.files import atomic_write
-    from gqn.images import save_png
-    from gqn.plots import training_curves
-    from gqn.pretrained import available, load_weights
-    from gqn.render import camera_path, orbit_cameras, render_grid, render_orbit, write_gif
-    from gqn.train import TrainConfig, train
-
     unknown = set(recipe) - set(RECIPE)
     if unknown:
         raise GQNError(
@@ -57,10 +57,7 @@ def demo(
         )
     out = Path(out)
     run_dir = out / "run"
-    if data is None:
-        from gqn.defaults import default_data
-
-        data = default_data()
+    data = dataset_path(data)
     test = open_dataset(data, "test")
     if not 0 <= scene < len(test):
         raise GQNError(f"--scene {scene}: {test.dataset_name}/test has scenes 0..{len(test) - 1}")
@@ -91,29 +88,29 @@ def demo(
     files = {"curves": out / "curves.png", "checkpoint": last}
     if not fresh(files["curves"], last):
         training_curves(run_dir, files["curves"])
-    model, info = load_model(last)
+    model, loaded = load_model(last)
     files["eval"], files["eval_json"] = out / "eval.txt", out / "eval.json"
     if not fresh(files["eval_json"], last):
-        print(f"evaluating step {info['step']} on {eval_scenes} held-out scenes")
-        report = evaluate(model, test, eval_scenes, (1, 3, 5), sigma=info["sigma"])
-        report.update(checkpoint=str(last), step=info["step"])
+        print(f"evaluating step {loaded.step} on {eval_scenes} held-out scenes")
+        report = evaluate(model, test, eval_scenes, (1, 3, 5), sigma=loaded.sigma)
+        report.update(checkpoint=str(last), step=loaded.step)
         with atomic_write(files["eval"], "w") as f:
             f.write(format_table(report) + "\n")
         write_json(report, files["eval_json"])
     print((files["eval"]).read_text(), end="")
 
-    path = orbit_cameras(camera_path(test.dataset_name))
+    orbit = orbit_cameras(camera_path(test.dataset_name))
     models = [("", model, last)]
     if test.dataset_name in available():
-        weights, meta = load_weights(f"pretrained:{test.dataset_name}")
-        models.append(("pretrained-", weights, Path(meta["path"])))
+        weights, shipped = load_model(f"pretrained:{test.dataset_name}")
+        models.append(("pretrained-", weights, Path(shipped.path)))
     for prefix, m, source in models:
         s = open_dataset(data, "test", m.config.image_size)[scene]  # the frame size it learned from
         grid_png, orbit_gif = out / f"{prefix}grid.png", out / f"{prefix}orbit.gif"
         if not fresh(grid_png, source):
             save_png(render_grid(m, s.frames, s.cameras, context=3), grid_png)
         if not fresh(orbit_gif, source):
-            write_gif(render_orbit(m, s.frames, s.cameras, path, context=3), orbit_gif)
+            write_gif(render_orbit(m, s.frames, s.cameras, orbit, context=3), orbit_gif)
         files[f"{prefix}grid"], files[f"{prefix}orbit"] = grid_png, orbit_gif
     return files
 
@@ -131,20 +128,17 @@ DESCRIPTIONS = {
 
 
 def add_parser(sub) -> None:
-    from gqn.cli import HelpFormatter
-
     p = sub.add_parser(
         "demo",
         help="the main job: built-in data, train small, eval, grid, orbit GIF (make demo)",
         description=__doc__,
         formatter_class=HelpFormatter,
+        parents=[data(split=False), scene("held-out scene of the grid and orbit")],
     )
     p.add_argument("--out", default="out", help="folder for everything")
     p.add_argument("--minutes", type=float, default=10.0, help="training time of this run (0: no limit)")
     p.add_argument("--steps", type=int, default=100_000, help="stop training at this step")
-    p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
     p.add_argument("--eval-scenes", type=int, default=100, help="held-out scenes in the eval table")
-    p.add_argument("--scene", type=int, default=0, help="held-out scene of the grid and orbit")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     p.add_argument("--config", default=RECIPE["config"], help="model preset or JSON file")
     p.add_argument("--batch-size", type=int, default=RECIPE["batch_size"], help="scenes per step")

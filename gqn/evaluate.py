@@ -2,9 +2,10 @@
 
     gqn eval runs/gqn --data data/shepard_metzler_5_parts --scenes 200 --context 1,3,5
 
-    from gqn.evaluate import load_model, evaluate
-    model, info = load_model("runs/gqn")
-    report = evaluate(model, SceneDataset(path, split="test"), contexts=(1, 3, 5))
+    from gqn.checkpoint import load_model
+    from gqn.evaluate import evaluate
+    model, loaded = load_model("runs/gqn")
+    report = evaluate(model, SceneDataset(path, split="test"), contexts=(1, 3, 5), sigma=loaded.sigma)
 
 Each held-out scene gets one seeded order of its views: the first is the query, the next K the
 context, so every context size predicts the same query from nested contexts. For each K:
@@ -26,66 +27,24 @@ views after the largest context, at most 10) and scored by `gqn.metrics.view_sco
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from gqn.arguments import HelpFormatter, checkpoint, data
 from gqn.cameras import forward
-from gqn.checkpoint import load_checkpoint, resolve
+from gqn.checkpoint import is_pretrained, load_model
 from gqn.data import SceneDataset, view_inputs
+from gqn.defaults import open_dataset
 from gqn.errors import GQNError
-from gqn.files import atomic_write
+from gqn.files import write_json
 from gqn.metrics import bits_per_dim, mse, psnr, ssim, view_scores
-from gqn.model import GQN, GQNConfig
-from gqn.schedules import sigma_at
+from gqn.model import GQN
 
-MODEL_HELP = "a checkpoint file, a run folder, pretrained:NAME or a .safetensors file"
 METHODS = ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view")
 VIEW_METHODS = ("prior_mean", "nearest_view")  # scored for turning with the camera
 MAX_QUERIES = 10  # cameras per scene for the view metrics
-
-
-def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GQN, dict]:
-    """A trained model, in eval mode, from a checkpoint file, a run folder, "pretrained:NAME" or a
-    .safetensors file; and facts about it: {"path", "step", "sigma"} (sigma: the pixel standard
-    deviation of its training at that step), and for pretrained weights "origin": their name, step
-    and training commands."""
-    from gqn.pretrained import is_pretrained, load_weights
-
-    if is_pretrained(source):
-        model, meta = load_weights(source, device)
-        origin = {k: meta[k] for k in ("name", "step", "trained_with")}
-        return model, {"path": meta["path"], "step": meta["step"], "sigma": meta["sigma"], "origin": origin}
-    path = resolve(str(source), None)
-    state = load_checkpoint(path, map_location=device)
-    model = GQN(GQNConfig.from_dict(state["model_config"], where=str(path))).to(device)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, {"path": str(path), "step": state["step"], "sigma": run_sigma(state)}
-
-
-def run_sigma(state: dict) -> float:
-    """The pixel sigma of a checkpoint's training at its step: the run's own schedule, or the
-    paper's (sigma_at's defaults) for a checkpoint without one."""
-    train = state.get("train_config", {})
-    keys = ("sigma_start", "sigma_end", "sigma_steps")
-    if all(k in train for k in keys):
-        return sigma_at(state["step"], *(train[k] for k in keys))
-    return sigma_at(state["step"])
-
-
-def open_dataset(
-    data: str | os.PathLike | None, split: str = "test", image_size: int | None = None
-) -> SceneDataset:
-    """A split of `data`, or of the built-in data when `data` is None."""
-    if data is None:
-        from gqn.defaults import default_data
-
-        data = default_data()
-    return SceneDataset(data, split=split, image_size=image_size)
 
 
 def view_orders(dataset: SceneDataset, scenes: int, seed: int) -> list[tuple[int, np.ndarray]]:
@@ -96,6 +55,14 @@ def view_orders(dataset: SceneDataset, scenes: int, seed: int) -> list[tuple[int
         )
     rng = np.random.default_rng(seed)
     return [(i, rng.permutation(dataset.views)) for i in range(scenes)]
+
+
+def context_then_query(order: np.ndarray, k: int, largest: int | None = None, queries: int = 1) -> tuple:
+    """The views of a scene to read for context size k, from its order (`view_orders`): the
+    context order[1..k], the query order[0], then (for the view metrics) `queries` - 1 more query
+    cameras from the views after the largest context, which no context size uses."""
+    largest = k if largest is None else largest
+    return (*order[1 : k + 1], order[0], *order[largest + 1 : largest + queries])
 
 
 def nearest_view(
@@ -183,9 +150,7 @@ def evaluate(
         elbo: dict[str, list[float]] = {"loss": [], "nll": [], "kl": []}
         for start in range(0, scenes, batch_size):
             part = orders[start : start + batch_size]
-            # context..., the query, then the other query cameras of the view metrics
-            last = max(contexts) + queries
-            specs = [(i, (*perm[1 : k + 1], perm[0], *perm[max(contexts) + 1 : last])) for i, perm in part]
+            specs = [(i, context_then_query(order, k, max(contexts), queries)) for i, order in part]
             batch = dataset.get_views(specs)
             x, v = view_inputs(batch, device)
             context_x, context_v, query_x, query_v = x[:, :k], v[:, :k], x[:, k], v[:, k]
@@ -272,24 +237,14 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(report: dict, path: str | os.PathLike) -> str:
-    with atomic_write(path, "w") as f:
-        f.write(json.dumps(report, indent=2) + "\n")
-    return str(path)
-
-
 def add_parser(sub) -> None:
-    from gqn.cli import HelpFormatter
-
     p = sub.add_parser(
         "eval",
         help="ELBO, MSE, PSNR and SSIM on held-out scenes, with two baselines",
         description=__doc__,
         formatter_class=HelpFormatter,
+        parents=[checkpoint(), data()],
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help=MODEL_HELP)
-    p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
-    p.add_argument("--split", default="test")
     p.add_argument("--scenes", type=int, default=100)
     p.add_argument("--context", default="1,3,5", help="context sizes, comma-separated")
     p.add_argument("--samples", type=int, default=4, help="prior samples per query")
@@ -312,27 +267,25 @@ def run(args) -> int:
         ) from None
     if min(contexts) < 1:
         raise GQNError(f"--context {args.context}: sizes start at 1")
-    model, info = load_model(args.checkpoint)
+    model, loaded = load_model(args.checkpoint)
     dataset = open_dataset(args.data, args.split, model.config.image_size)
-    sigma = info["sigma"] if args.sigma is None else args.sigma
+    sigma = loaded.sigma if args.sigma is None else args.sigma
     report = evaluate(model, dataset, args.scenes, contexts, args.samples, sigma, args.seed)
-    report.update(checkpoint=info["path"], step=info["step"])
+    report.update(checkpoint=loaded.path, step=loaded.step)
     print(format_table(report))
-    out = args.out or default_report_path(args.checkpoint, info["path"])
+    out = args.out or default_report_path(args.checkpoint, loaded.path)
     print(f"wrote {write_json(report, out)}")
     return 0
 
 
 def default_report_path(source: str, path: str) -> Path:
     """eval.json in a checkpoint's run folder; for pretrained weights, eval-NAME.json here."""
-    from gqn.pretrained import is_pretrained
-
     if is_pretrained(source):
         return Path(f"eval-{Path(path).stem}.json")
     return Path(path).parent.parent / "eval.json"
 
 
-def psnr_gain(report: dict, k: int = 3) -> float:
+def gain_over_baselines(report: dict, k: int = 3) -> float:
     """How many dB the prior-mean prediction beats the better baseline by at context size k."""
     r = report["results"][str(k)]
     return r["prior_mean"]["psnr"] - max(r["context_mean"]["psnr"], r["nearest_view"]["psnr"])

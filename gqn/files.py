@@ -12,6 +12,7 @@ less the umask), not mkstemp's private 0600.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -41,3 +42,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(obj, path: str | os.PathLike) -> str:
+    """`obj` as indented JSON with a final newline, written atomically; returns the path."""
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(obj, indent=2) + "\n")
+    return str(path)

@@ -18,10 +18,8 @@ transposed convolution of the new h_g. The mean image is a 1x1 convolution of th
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -173,22 +171,6 @@ PRESETS: dict[str, GQNConfig] = {
 }
 
 
-def get_config(name_or_path: str, **overrides) -> GQNConfig:
-    """A preset by name, or a JSON file of config fields (missing fields take the defaults)."""
-    if name_or_path in PRESETS:
-        config = PRESETS[name_or_path]
-    elif name_or_path.endswith(".json"):
-        try:
-            with open(name_or_path) as f:
-                d = json.load(f)
-        except (OSError, ValueError) as e:
-            raise GQNError(f"{name_or_path}: cannot read config: {e}") from None
-        config = GQNConfig.from_dict(d.get("model", d), where=name_or_path)
-    else:
-        raise GQNError(f"unknown config {name_or_path!r}; presets: {', '.join(PRESETS)}, or a .json file")
-    return replace(config, **overrides) if overrides else config
-
-
 # ----------------------------------------------------------------------------------------------
 # The cores
 
@@ -258,6 +240,22 @@ class GenerationCore(nn.Module):
             else nn.Conv2d(cfg.h_channels, 2 * cfg.z_channels, k, padding=k // 2)
         )
 
+    def gates_of(self, fixed: torch.Tensor) -> torch.Tensor:
+        """[v_q, r] (B, 7 + Cr, h, w) -> its part of the LSTM gates, computed once for all steps."""
+        return self.lstm.gates_of(fixed)
+
+    def prior_of(self, h_g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """π_l: the prior's mean and standard deviation (B, Cz, h, w) from the generator state."""
+        return gaussian(self.prior(h_g))
+
+    def forward(
+        self, gates: torch.Tensor, z: torch.Tensor, h_g: torch.Tensor, c_g: torch.Tensor, u: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step: gates (`gates_of`), z (B, Cz, h, w), the state h_g, c_g (B, Ch, h, w) and the
+        canvas u (B, Cu, H, W) -> the new (h_g, c_g, u + Δ(h_g))."""
+        h_g, c_g = self.lstm(gates, [z.to(h_g.dtype)] + ([] if self.zero_state else [h_g]), c_g)
+        return h_g, c_g, u + self.delta(h_g)
+
 
 class InferenceCore(nn.Module):
     """C^e: [x_q, v_q, r, h_g, u] and its state -> (h_e, c_e); the posterior η^e(h_e).
@@ -278,6 +276,25 @@ class InferenceCore(nn.Module):
         )
         self.lstm = ConvLSTM(fixed, step, cfg.h_channels, k, zero_state)
         self.posterior = nn.Conv2d(cfg.h_channels, 2 * cfg.z_channels, k, padding=k // 2)
+
+    def gates_of(self, fixed: torch.Tensor) -> torch.Tensor:
+        """[x_q blocks, v_q, r] (B, 48 + 7 + Cr, h, w) -> its part of the gates, once for all steps."""
+        return self.lstm.gates_of(fixed)
+
+    def forward(
+        self,
+        gates: torch.Tensor,
+        h_g: torch.Tensor,
+        u: torch.Tensor,
+        h_e: torch.Tensor,
+        c_e: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step: gates (`gates_of`), the generator state h_g (B, Ch, h, w), the canvas u
+        (B, Cu, H, W) and its own state h_e, c_e -> the new (h_e, c_e) and the posterior's mean
+        and standard deviation (B, Cz, h, w)."""
+        inputs = [] if self.zero_state else [h_g, self.downsample_u(u), h_e]
+        h_e, c_e = self.lstm(gates, inputs, c_e)
+        return h_e, c_e, *gaussian(self.posterior(h_e))
 
 
 def gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -370,13 +387,14 @@ class GQN(nn.Module):
         query_v: torch.Tensor,
         image: tuple[int, int],
         query_x: torch.Tensor | None = None,
-        z_from: str = "posterior",
+        use_mean: bool = False,
         noise: torch.Tensor | None = None,
         trace: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the L steps; returns the mean image (B, 3, H, W) and the KL of each step [(B,)].
 
-        z_from: "posterior" (needs query_x), "posterior_mean", "prior" or "prior_mean".
+        query_x: given, z comes from the posterior (which sees it) and the KLs are computed;
+        None, from the prior. use_mean: z is that distribution's mean instead of a draw.
         noise: the standard normal draws for z, (L, B, Cz, h, w); drawn from torch's RNG if None.
         trace: if a list, η^g(u) after every step is appended to it (what the canvas shows so far).
         """
@@ -384,37 +402,30 @@ class GQN(nn.Module):
         b = r.shape[0]
         grid = (image[0] // SCALE, image[1] // SCALE)
         fixed = self._fixed_inputs(r, query_v, grid)
-        infer = z_from.startswith("posterior")
+        infer = query_x is not None
         h_g = r.new_zeros(b, cfg.h_channels, *grid)
         c_g = torch.zeros_like(h_g)
         u = r.new_zeros(b, cfg.u_channels, *image)
-        g_gates = [core.lstm.gates_of(fixed) for core in self.generation]
+        g_gates = [core.gates_of(fixed) for core in self.generation]
         if infer:
             h_e, c_e = torch.zeros_like(h_g), torch.zeros_like(h_g)
             x_blocks = F.pixel_unshuffle(query_x, SCALE)  # (B, 48, h, w)
             e_fixed = torch.cat([x_blocks, fixed], 1)
-            e_gates = [core.lstm.gates_of(e_fixed) for core in self.inference]
+            e_gates = [core.gates_of(e_fixed) for core in self.inference]
         kls = []
         for step in range(cfg.L):
-            gen = self.generation[step % len(self.generation)]
-            p_mean, p_std = gaussian(gen.prior(h_g))  # π_l from the generator's state
+            core = step % len(self.generation)  # the shared core, or this step's own
+            gen = self.generation[core]
+            mean, std = p_mean, p_std = gen.prior_of(h_g)  # π_l from the generator's state
             if infer:
-                inf = self.inference[step % len(self.inference)]
-                e_inputs = [] if inf.zero_state else [h_g, inf.downsample_u(u), h_e]
-                h_e, c_e = inf.lstm(e_gates[step % len(e_gates)], e_inputs, c_e)
-                q_mean, q_std = gaussian(inf.posterior(h_e))
-                kls.append(kl_divergence(q_mean, q_std, p_mean, p_std))
-                mean, std = q_mean, q_std
-            else:
-                mean, std = p_mean, p_std
-            if z_from.endswith("_mean"):
+                h_e, c_e, mean, std = self.inference[core](e_gates[core], h_g, u, h_e, c_e)
+                kls.append(kl_divergence(mean, std, p_mean, p_std))
+            if use_mean:
                 z = mean
             else:
                 eps = torch.randn_like(std) if noise is None else noise[step].to(std)
                 z = mean + std * eps
-            g_inputs = [z.to(h_g.dtype)] + ([] if gen.zero_state else [h_g])
-            h_g, c_g = gen.lstm(g_gates[step % len(g_gates)], g_inputs, c_g)
-            u = u + gen.delta(h_g)
+            h_g, c_g, u = gen(g_gates[core], z, h_g, c_g, u)
             if trace is not None:
                 trace.append(self.observation(u))
         # η^g is linear, as in the paper. A sigmoid here looks harmless but is not: pulling its
@@ -449,10 +460,10 @@ class GQN(nn.Module):
         """
         r = self.represent(context_x, context_v, query_v)
         if deterministic:
-            mean, _ = self._generate(r, query_v, query_x.shape[2:], None, "prior_mean")
+            mean, _ = self._generate(r, query_v, query_x.shape[2:], use_mean=True)
             kls = [mean.new_zeros(len(mean), dtype=torch.float32)] * self.config.L
         else:
-            mean, kls = self._generate(r, query_v, query_x.shape[2:], query_x, "posterior", noise)
+            mean, kls = self._generate(r, query_v, query_x.shape[2:], query_x, noise=noise)
         nll = gaussian_nll(query_x, mean, sigma)
         kl_steps = torch.stack(kls, 1)  # (B, L)
         kl = kl_steps.sum(1)
@@ -483,8 +494,7 @@ class GQN(nn.Module):
         step (under the torch RNG, so `torch.manual_seed` makes it repeatable, or from `noise`),
         or its mean with use_mean."""
         r = self.represent(context_x, context_v, query_v)
-        z_from = "prior_mean" if use_mean else "prior"
-        return self._generate(r, query_v, context_x.shape[3:], None, z_from, noise)[0].clamp(0, 1)
+        return self._generate(r, query_v, context_x.shape[3:], use_mean=use_mean, noise=noise)[0].clamp(0, 1)
 
     @torch.no_grad()
     def canvas_steps(
@@ -493,7 +503,7 @@ class GQN(nn.Module):
         """What the canvas shows after each generation step, z at the prior mean: (L, B, 3, H, W)."""
         trace: list[torch.Tensor] = []
         r = self.represent(context_x, context_v, query_v)
-        self._generate(r, query_v, context_x.shape[3:], None, "prior_mean", trace=trace)
+        self._generate(r, query_v, context_x.shape[3:], use_mean=True, trace=trace)
         return torch.stack(trace).clamp(0, 1)
 
     @torch.no_grad()
@@ -507,8 +517,7 @@ class GQN(nn.Module):
     ) -> torch.Tensor:
         """The query view (B, 3, H, W) in [0, 1] through the posterior, which sees query_x."""
         r = self.represent(context_x, context_v, query_v)
-        z_from = "posterior_mean" if use_mean else "posterior"
-        return self._generate(r, query_v, query_x.shape[2:], query_x, z_from)[0].clamp(0, 1)
+        return self._generate(r, query_v, query_x.shape[2:], query_x, use_mean)[0].clamp(0, 1)
 
     def _check(self, context_x: torch.Tensor, context_v: torch.Tensor) -> None:
         if context_x.dim() != 5 or context_x.shape[2] != X_CHANNELS:
@@ -520,45 +529,3 @@ class GQN(nn.Module):
         h, w = context_x.shape[3:]
         if h % SCALE or w % SCALE or min(h, w) < 8:
             raise GQNError(f"frames of {w}x{h} pixels: width and height must be multiples of 4 (at least 8)")
-
-
-@contextlib.contextmanager
-def autocast(precision: str, device: torch.device | str = "cpu"):
-    """`fp32` (nothing) or `bf16` (torch.autocast: convolutions in bfloat16, losses in float32)."""
-    if precision == "fp32":
-        yield
-    elif precision == "bf16":
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-            yield
-    else:
-        raise GQNError(f"precision {precision!r} is not fp32 or bf16")
-
-
-def count_parameters(model: GQN) -> dict[str, int]:
-    """Parameters per network and in total."""
-    parts = {
-        "representation": model.representation,
-        "generation": model.generation,
-        "inference": model.inference,
-        "observation": model.observation,
-    }
-    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
-    counts["total"] = sum(counts.values())
-    return counts
-
-
-def count_flops(model: GQN, context: int = 5, image_size: int | None = None) -> dict[str, int]:
-    """FLOPs (a multiply-add counts 2) of one training example: forward, and forward + backward."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    size = image_size or model.config.image_size
-    x = torch.rand(1, context, X_CHANNELS, size, size)
-    v = torch.rand(1, context, V_DIM)
-    qx, qv = torch.rand(1, X_CHANNELS, size, size), torch.rand(1, V_DIM)
-    with FlopCounterMode(display=False) as fwd:
-        out = model(x, v, qx, qv, sigma=1.0)
-    with FlopCounterMode(display=False) as both:
-        out = model(x, v, qx, qv, sigma=1.0)
-        out["loss"].backward()
-    model.zero_grad(set_to_none=True)
-    return {"forward": fwd.get_total_flops(), "train": both.get_total_flops()}

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
 
+from gqn.arguments import HelpFormatter
+from gqn.errors import GQNError
 from gqn.files import atomic_write
 from gqn.runlog import read_metrics
 
@@ -68,3 +70,25 @@ def training_curves(run_dirs: str | os.PathLike | list, out: str | os.PathLike) 
         fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
     return str(out)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="training curves of a run (loss, MSE, KL) as a PNG",
+        description="Plot the loss, MSE, KL and held-out PSNR of a run's metrics.jsonl against the\n"
+        "step. Several runs, each resumed from the one before, are drawn as one.\n\n"
+        "examples:\n  gqn plot runs/gqn --out curves.png\n  gqn plot runs/stage-1 runs/stage-2 --out curves.png",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    for run_dir in args.run_dirs:
+        if not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+            raise GQNError(f"{run_dir}: no metrics.jsonl (is it a run folder of gqn train?)")
+    print(f"wrote {training_curves(args.run_dirs, args.out)}")
+    return 0

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gqn.arguments import HelpFormatter, checkpoint, data, hidden_alias, scene
 from gqn.cameras import (
     ROOM_EYE_HEIGHT,
     ROOM_RING_RADIUS,
@@ -34,7 +35,9 @@ from gqn.cameras import (
     ring_cameras,
     sphere_cameras,
 )
-from gqn.data import viewpoints
+from gqn.checkpoint import load_model
+from gqn.data import view_inputs, viewpoints
+from gqn.defaults import open_dataset
 from gqn.errors import GQNError
 from gqn.files import atomic_write
 from gqn.images import grid, save_png
@@ -73,8 +76,6 @@ def load_views(scene: str, data: str | None, split: str, size: int) -> tuple[np.
             raise GQNError(f"--scene {scene}: not a scene index nor a folder")
         frames, cameras = own_scene(scene, size)
         return frames, cameras, Path(scene).name
-    from gqn.evaluate import open_dataset
-
     ds = open_dataset(data, split, image_size=size)
     index = int(scene)
     if index >= len(ds):
@@ -83,10 +84,10 @@ def load_views(scene: str, data: str | None, split: str, size: int) -> tuple[np.
     return s.frames, s.cameras, ds.dataset_name
 
 
-def as_inputs(frames: np.ndarray, cameras: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """(V, H, W, 3) uint8, (V, 5) -> x (1, V, 3, H, W) in [0, 1], v (1, V, 7)."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)[None]
-    return x, viewpoints(torch.from_numpy(cameras).float())[None]
+def one_scene(frames: np.ndarray, cameras: np.ndarray) -> dict[str, torch.Tensor]:
+    """A scene's frames (V, H, W, 3) uint8 and cameras (V, 5) as a batch of one, for
+    `gqn.data.view_inputs`."""
+    return {"frames": torch.from_numpy(frames)[None], "cameras": torch.from_numpy(cameras)[None]}
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -103,7 +104,7 @@ def predict(
     scaled to its maximum)."""
     if not 1 <= context < len(frames):
         raise GQNError(f"--context {context}: the scene has {len(frames)} views, so 1..{len(frames) - 1}")
-    x, v = as_inputs(frames, cameras)
+    x, v = view_inputs(one_scene(frames, cameras))
     cx, cv, qx, qv = x[:, 1 : context + 1], v[:, 1 : context + 1], x[:, 0], v[:, 0]
     torch.manual_seed(seed)
     draws = torch.cat([model.sample(cx, cv, qv) for _ in range(samples)]) if samples else qx[:0]
@@ -137,24 +138,24 @@ def grid_image(p: dict[str, torch.Tensor]) -> Image.Image:
     return grid(to_uint8(tiles), len(captions), captions, scale=2)
 
 
-def camera_path(dataset: str, path: str = "auto") -> str:
+def camera_path(dataset: str, asked: str = "auto") -> str:
     """ "sphere" or "ring": the camera path of a dataset, or the one asked for."""
-    if path != "auto":
-        return path
+    if asked != "auto":
+        return asked
     if dataset.startswith("shepard_metzler"):
         return "sphere"
     if dataset.startswith("rooms"):
         return "ring"
     raise GQNError(
-        f"no orbit path is known for {dataset!r} (Shepard-Metzler: sphere, rooms: ring); pass --path"
+        f"no orbit path is known for {dataset!r} (Shepard-Metzler: sphere, rooms: ring); pass --camera-path"
     )
 
 
-def orbit_cameras(path: str, frames: int = ORBIT_FRAMES, pitch: float | None = None) -> np.ndarray:
+def orbit_cameras(along: str, frames: int = ORBIT_FRAMES, pitch: float | None = None) -> np.ndarray:
     """(frames, 5) cameras one full turn along a camera path: "sphere" (radius 10/3, at `pitch`,
     default π/8) or "ring" (the rooms' ring, facing the centre)."""
     yaw = np.linspace(0, 2 * math.pi, frames, endpoint=False)
-    if path == "sphere":
+    if along == "sphere":
         return sphere_cameras(
             yaw, np.full(frames, math.pi / 8 if pitch is None else pitch), SHEPARD_METZLER_RADIUS
         )
@@ -163,44 +164,40 @@ def orbit_cameras(path: str, frames: int = ORBIT_FRAMES, pitch: float | None = N
 
 @torch.no_grad()
 def render_orbit(
-    model: GQN, frames: np.ndarray, cameras: np.ndarray, path: np.ndarray, context: int = 3
+    model: GQN, frames: np.ndarray, cameras: np.ndarray, orbit: np.ndarray, context: int = 3
 ) -> np.ndarray:
-    """Prior-mean predictions (len(path), H, W, 3) uint8 along `path` from the first `context` views."""
-    x, v = as_inputs(frames[:context], cameras[:context])
+    """Prior-mean predictions (len(orbit), H, W, 3) uint8 at the cameras `orbit` (N, 5) from the
+    first `context` views."""
+    x, v = view_inputs(one_scene(frames[:context], cameras[:context]))
     out = []
-    for chunk in np.array_split(path, max(1, len(path) // 16)):
+    for chunk in np.array_split(orbit, max(1, len(orbit) // 16)):
         qv = viewpoints(torch.from_numpy(chunk).float())
         n = len(chunk)
         out.append(model.sample(x.expand(n, -1, -1, -1, -1), v.expand(n, -1, -1), qv, use_mean=True))
     return to_uint8(torch.cat(out))
 
 
-def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: int = 12, scale: int = 2) -> str:
+def write_gif(frames: np.ndarray, file: str | os.PathLike, fps: int = 12, scale: int = 2) -> str:
     """An endlessly looping GIF, written atomically."""
     images = [
         Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames
     ]
-    with atomic_write(path) as f:
+    with atomic_write(file) as f:
         images[0].save(
             f, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
         )
-    return str(path)
+    return str(file)
 
 
 def add_parser(sub) -> None:
-    from gqn.cli import HelpFormatter
-    from gqn.evaluate import MODEL_HELP
-
+    own = "scene index, or a folder of images + cameras.json"
     p = sub.add_parser(
         "render",
         help="novel views: a prediction grid, or an orbit GIF",
         description=__doc__,
         formatter_class=HelpFormatter,
+        parents=[checkpoint(), data(), scene(own, type=str, default="0")],
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help=MODEL_HELP)
-    p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--scene", default="0", help="scene index, or a folder of images + cameras.json")
     p.add_argument("--context", type=int, default=3, help="context views")
     p.add_argument("--samples", type=int, default=4, help="prior samples in the grid")
     p.add_argument("--orbit", action="store_true", help="an orbit GIF instead of the grid")
@@ -208,24 +205,22 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--pitch", type=float, default=None, help="orbit pitch in radians (sphere path; default π/8)"
     )
-    p.add_argument(
-        "--path", choices=["auto", "sphere", "ring"], default="auto", help="orbit path (auto: the dataset's)"
-    )
+    choices = ["auto", "sphere", "ring"]
+    p.add_argument("--camera-path", choices=choices, default="auto", help="orbit path (auto: the dataset's)")
+    hidden_alias(p, "--path", "camera_path", choices=choices)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="PNG (grid) or GIF (orbit) to write")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from gqn.evaluate import load_model
-
     model, _ = load_model(args.checkpoint)
     frames, cameras, name = load_views(args.scene, args.data, args.split, model.config.image_size)
     if args.orbit:
         if args.frames < 2:
             raise GQNError(f"--frames {args.frames}: an orbit needs at least 2")
-        path = orbit_cameras(camera_path(name, args.path), args.frames, args.pitch)
-        out = write_gif(render_orbit(model, frames, cameras, path, args.context), args.out)
+        orbit = orbit_cameras(camera_path(name, args.camera_path), args.frames, args.pitch)
+        out = write_gif(render_orbit(model, frames, cameras, orbit, args.context), args.out)
         print(
             f"wrote {out}: {args.frames} frames around {name} scene {args.scene} from {args.context} context views"
         )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gqn.cli import main
+from gqn.cli import build_parser, main
 
 
 def test_list_and_unknown_dataset(capsys):
@@ -63,12 +63,42 @@ def test_every_verb_has_an_example_in_its_help(verb, capsys):
 
 
 def test_model_command_prints_counts(capsys):
+    """The tiny preset's parameters, counted by hand (r = h = u = 16, z = 4, 3x3 kernels, one core
+    of each kind; weights + biases):
+      tower        3->16 2x2: 208, 16->16 2x2: 1,040, 16->8 3x3: 1,160, 8->16 2x2: 528,
+                   23->16 3x3: 3,328, 23->8 3x3: 1,664, 8->16 3x3: 1,168, 16->16 1x1: 272  = 9,368
+      generation   gates of [v, r] 23->64 3x3: 13,312, of [z, h] 20->64 3x3 (no bias): 11,520,
+                   canvas 16->16 4x4 transposed: 4,112, prior 16->8 3x3: 1,160       = 30,104
+      inference    canvas 16->16 4x4: 4,112, gates of [x blocks, v, r] 71->64 3x3: 40,960,
+                   of [h_g, u, h_e] 48->64 3x3 (no bias): 27,648, posterior 16->8 3x3: 1,160 = 73,880
+      observation  16->3 1x1: 51
+    """
     assert main(["model", "--config", "tiny", "--context", "1"]) == 0
     out = capsys.readouterr().out
     assert "  L               2" in out
-    from gqn.model import GQN, PRESETS, count_parameters
-
-    total = count_parameters(GQN(PRESETS["tiny"]))["total"]
-    assert f"  total           {total:>12,}" in out
+    for name, n in [("representation", 9368), ("generation", 30104), ("inference", 73880)]:
+        assert f"  {name:<15} {n:>12,}" in out
+    assert "  observation               51" in out and "  total                113,403" in out
     assert main(["model", "--config", "nope"]) == 1
     assert "unknown config 'nope'" in capsys.readouterr().err
+
+
+def test_the_seeds_own_command_line_parses_as_written():
+    """`--data_parallel=True --batch_size=144 --workers=2 --resume=343000`: hidden aliases, and a
+    bool flag that takes =True/=False; the help shows one spelling, with dashes."""
+    from gqn.config import train_config_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["train", "--data_parallel=True", "--batch_size=144", "--workers=2", "--resume=343000"]
+    )
+    cfg = train_config_from_args(args)
+    assert (cfg.data_parallel, cfg.batch_size, cfg.workers, cfg.resume) == (True, 144, 2, "343000")
+    assert train_config_from_args(parser.parse_args(["train", "--data-parallel"])).data_parallel is True
+    assert train_config_from_args(parser.parse_args(["train", "--compile=false"])).compile is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--compile=maybe"])
+    train = parser._subparsers._group_actions[0].choices["train"]
+    text = train.format_help()
+    assert "--batch-size BATCH_SIZE" in text and "--batch_size" not in text and "--data_parallel" not in text
+    assert "(default: 36)" in text and "(default: None)" not in text  # each default stated once

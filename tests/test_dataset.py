@@ -10,6 +10,7 @@ import torch
 import gqn.data.scenes
 from gqn.data import SceneDataset, ViewSampler, make_loader, model_inputs, read_scenes, viewpoints
 from gqn.data.index import _index_path, record_index
+from gqn.errors import GQNError
 
 
 def test_dataset_reads_scenes_in_file_order(dataset_dir):
@@ -120,7 +121,7 @@ def test_sampler_fixed_context_and_ranks():
     assert all(len(v) == 4 for _, v in full.batch(0, 2))
     parts = [ViewSampler(40, 15, 8, context_size=3, seed=1, rank=r, world_size=2).batch(0, 2) for r in (0, 1)]
     assert parts[0] + parts[1] == full.batch(0, 2)
-    with pytest.raises(ValueError, match=r"context size must be 1\.\.14"):
+    with pytest.raises(GQNError, match=r"context size \(--max-context\) must be 1\.\.14"):
         ViewSampler(40, 15, 8, context_size=15)
 
 

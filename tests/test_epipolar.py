@@ -13,12 +13,13 @@ from conftest import train_tiny
 from PIL import Image
 
 from gqn.cameras import pixel_centres, project, sphere_cameras
+from gqn.checkpoint import load_model
 from gqn.cli import main
+from gqn.config import TrainConfig
 from gqn.data import viewpoints
 from gqn.epipolar import along_ray_weights, gather
-from gqn.evaluate import load_model
 from gqn.model import GQN, PRESETS
-from gqn.train import TrainConfig, train
+from gqn.train import train
 
 FOV = 100.0
 
@@ -76,8 +77,8 @@ def epipolar_run(tmp_path_factory):
 
 def test_training_takes_the_cameras_from_the_dataset_description(epipolar_run):
     _, run = epipolar_run
-    model, info = load_model(run)
-    assert info["step"] == 3
+    model, loaded = load_model(run)
+    assert loaded.step == 3
     assert (model.config.fov, model.config.near, model.config.far) == (100.0, 0.8, 5.9)
 
 

@@ -10,10 +10,11 @@ import torch
 from conftest import assert_shepard_metzler_cameras, train_tiny
 from PIL import Image
 
+from gqn.checkpoint import load_model
 from gqn.cli import main
 from gqn.data import SceneDataset, viewpoints
 from gqn.errors import GQNError
-from gqn.evaluate import evaluate, load_model, nearest_view
+from gqn.evaluate import evaluate, nearest_view, view_orders
 from gqn.metrics import PSNR_CAP, mse, psnr, ssim, view_scores
 from gqn.render import orbit_cameras
 
@@ -88,8 +89,8 @@ def test_shepard_metzler_orbit_on_the_quantised_grid_is_a_real_camera():
 
 def test_eval_is_reproducible_and_has_every_number(trained):
     data, run = trained
-    model, info = load_model(run)
-    assert info["step"] == 3 and info["sigma"] == pytest.approx(2.0, abs=1e-4)
+    model, loaded = load_model(run)
+    assert loaded.step == 3 and loaded.sigma == pytest.approx(2.0, abs=1e-4)
     ds = SceneDataset(data, split="test")
     a = evaluate(model, ds, scenes=8, contexts=(1, 3), samples=2, sigma=0.7, batch_size=3)
     assert json.dumps(a) == json.dumps(
@@ -104,7 +105,23 @@ def test_eval_is_reproducible_and_has_every_number(trained):
     r = a["results"]["3"]
     assert r["elbo_nats"] == pytest.approx(r["nll_nats"] + r["kl_nats"], rel=1e-6)
     for method in ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view"):
-        assert set(r[method]) == {"mse", "psnr", "ssim"} and 0 < r[method]["mse"] < 1
+        assert set(r[method]) == {"mse", "psnr", "ssim"}
+    # Known answers, recomputed from the frames: scene i's views in its seeded order, the query
+    # first and the next 3 the context; the baseline is their mean, the prior mean model.sample's.
+    context_mse, context_psnr, prior_mean_mse = [], [], []
+    for i, order in view_orders(ds, 8, seed=0):
+        frames = torch.from_numpy(ds[i].frames).permute(0, 3, 1, 2).float() / 255
+        v = viewpoints(torch.from_numpy(ds[i].cameras))
+        truth, context = frames[order[0]][None], frames[order[1:4]]
+        context_mse.append(mse(context.mean(0, keepdim=True), truth).item())
+        context_psnr.append(psnr(context.mean(0, keepdim=True), truth).item())
+        guess = model.sample(context[None], v[order[1:4]][None], v[order[0]][None], use_mean=True)
+        prior_mean_mse.append(mse(guess, truth).item())
+    assert r["context_mean"]["mse"] == pytest.approx(np.mean(context_mse), rel=1e-5)
+    assert r["context_mean"]["psnr"] == pytest.approx(
+        np.mean(context_psnr), rel=1e-5
+    )  # mean of per-image PSNR
+    assert r["prior_mean"]["mse"] == pytest.approx(np.mean(prior_mean_mse), rel=1e-4)
     assert (
         a["results"]["1"]["context_mean"] == a["results"]["1"]["nearest_view"]
     )  # one view: both baselines are it
@@ -149,7 +166,7 @@ def test_render_from_a_folder_of_own_images(trained, tmp_path):
                 "--scene",
                 str(folder),
                 "--orbit",
-                "--path",
+                "--camera-path",
                 "sphere",
                 "--out",
                 str(tmp_path / "m.gif"),
@@ -204,6 +221,8 @@ def test_prune_zeroes_the_smallest_weights(trained):
 
 
 def test_analyze_writes_every_study(trained, tmp_path, capsys):
+    from gqn.analyze import representations
+
     data, run = trained
     assert (
         main(
@@ -225,10 +244,24 @@ def test_analyze_writes_every_study(trained, tmp_path, capsys):
         == 0
     )
     numbers = json.loads((tmp_path / "analysis.json").read_text())
-    assert [r["fraction"] for r in numbers["pruning"]] == pytest.approx([i / 10 for i in range(10)])
-    assert 0 < numbers["representations"]["ratio"]
-    for name in ("representations", "pruning", "features", "canvas"):
-        assert Image.open(tmp_path / f"{name}.png").size[0] > 100
+    rows = numbers["pruning"]
+    assert [r["fraction"] for r in rows] == pytest.approx([i / 10 for i in range(10)])
+    # Nothing pruned: exactly `gqn eval` of the model at its sigma, 4 scenes, K = 3.
+    model, loaded = load_model(run)
+    ds = SceneDataset(data, split="test")
+    r = evaluate(model, ds, scenes=4, contexts=(3,), samples=0, sigma=loaded.sigma)["results"]["3"]
+    assert rows[0]["elbo_nats"] == pytest.approx(r["elbo_nats"], rel=1e-6)
+    assert rows[0]["prior_mean_psnr"] == pytest.approx(r["prior_mean"]["psnr"], rel=1e-6)
+    assert rows[-1]["elbo_nats"] != rows[0]["elbo_nats"]  # 90% of the weights gone changes it
+    study = numbers["representations"]
+    assert (study["scenes"], study["sets"]) == (4, 3)
+    assert study["ratio"] == pytest.approx(study["within"] / study["between"])
+    assert study["ratio"] == pytest.approx(representations(model, ds, scenes=4, sets=3)["ratio"], rel=1e-5)
+    assert set(numbers["files"]) == {"representations", "pruning", "features", "canvas"}
+    assert Image.open(tmp_path / "representations.png").size == (900, 420)  # 9 x 4.2 in at 100 dpi
+    assert Image.open(tmp_path / "pruning.png").size == (550, 360)
+    # The feature maps: 16 channels of r (16 x 16 for 64 px frames), 8 a row, 4x enlarged.
+    assert Image.open(tmp_path / "features.png").size == (8 * (64 + 2) + 2, 2 * (64 + 2) + 2)
     # The canvas study: L steps and the truth for each of 3 scenes.
     assert Image.open(tmp_path / "canvas.png").size == (3 * (128 + 2) + 2, 3 * (128 + 2) + 2)
 

@@ -8,18 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from gqn.config import get_config
+from gqn.counts import count_flops, count_parameters
 from gqn.errors import GQNError
-from gqn.model import (
-    GQN,
-    PRESETS,
-    GQNConfig,
-    autocast,
-    count_flops,
-    count_parameters,
-    gaussian_nll,
-    get_config,
-    kl_divergence,
-)
+from gqn.model import GQN, PRESETS, GQNConfig, gaussian_nll, kl_divergence
+from gqn.runtime import autocast
 
 TINY = PRESETS["tiny"]
 

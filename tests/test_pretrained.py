@@ -9,10 +9,12 @@ import torch
 from conftest import train_tiny
 
 import gqn
+from gqn.checkpoint import available, load_model, load_weights, read_description
 from gqn.cli import main
+from gqn.config import train_command, training_commands
 from gqn.errors import GQNError
-from gqn.evaluate import load_model, psnr_gain
-from gqn.pretrained import available, export, load_weights, recipe, train_command
+from gqn.evaluate import gain_over_baselines
+from gqn.export import export
 
 # `gqn render pretrained:shepard_metzler_5_parts --data ../shared/reference`, as in the README
 REFERENCE_PRIOR_MEAN_PSNR = 20.79
@@ -29,10 +31,11 @@ def exported(tmp_path_factory):
 
 def test_exported_weights_predict_exactly_what_the_checkpoint_does(exported):
     data, run, weights, meta = exported
-    a, info_a = load_model(run)
-    b, info_b = load_model(weights)
-    assert info_b["step"] == info_a["step"] == 3
-    assert info_b["sigma"] == pytest.approx(info_a["sigma"]) == pytest.approx(2.0 - 1.3 * 3 / 10)
+    a, loaded_a = load_model(run)
+    b, loaded_b = load_model(weights)
+    assert loaded_b.step == loaded_a.step == 3 and loaded_b.config == loaded_a.config
+    assert loaded_b.sigma == pytest.approx(loaded_a.sigma) == pytest.approx(2.0 - 1.3 * 3 / 10)
+    assert loaded_a.origin is None and loaded_b.origin["name"] == "tiny" and loaded_b.path == str(weights)
     x, v = torch.rand(2, 3, 3, 64, 64), torch.randn(2, 3, 7)
     qv = torch.randn(2, 7)
     torch.testing.assert_close(
@@ -57,7 +60,7 @@ def test_train_command_leaves_out_defaults_and_the_builtin_data():
 def test_recipe_of_a_model_trained_in_two_stages():
     first = {"step": 700, "train_config": {"sigma_steps": 300, "max_steps": 10**5}}
     second = {"step": 900, "train_config": {"sigma_start": 2.0, "sigma_end": 2.0, "max_steps": 10**5}}
-    assert recipe("m", [first, second]) == [
+    assert training_commands("m", [first, second]) == [
         "gqn train --max-steps 700 --sigma-steps 300 --run-dir runs/m-1",
         "gqn train --max-steps 900 --sigma-end 2.0 --run-dir runs/m-2 --resume runs/m-1/checkpoints/step-00000700.pt",
     ]
@@ -69,7 +72,7 @@ def test_recipe_of_a_model_fine_tuned_from_pretrained_weights():
     origin = {"name": "m", "step": 900, "trained_with": ["gqn train A --run-dir runs/m-1", "gqn train B"]}
     init = {"init": "pretrained:m", "lr_start": 1e-4, "max_steps": 10**5}
     tuned = [{"step": 50, "train_config": init}, {"step": 80, "train_config": init}]
-    assert recipe("m", tuned, origin) == [
+    assert training_commands("m", tuned, origin) == [
         "gqn train A --run-dir runs/m-1",
         "gqn train B",
         "gqn train --max-steps 50 --lr-start 0.0001 --init runs/m-2/checkpoints/step-00000900.pt --run-dir runs/m-3",
@@ -136,7 +139,7 @@ def test_shipped_shepard_metzler_weights_load_by_name():
     assert "shepard_metzler_5_parts" in available()
     model = gqn.load_pretrained("shepard_metzler_5_parts")
     assert not model.training
-    _, meta = load_weights("pretrained:shepard_metzler_5_parts")
+    meta = read_description("pretrained:shepard_metzler_5_parts")
     assert meta["dataset"] == "shepard_metzler_5_parts" and meta["trained_with"][0].startswith("gqn train")
     assert len(meta["trained_with"]) == 4  # three resumed stages, then a fine-tune of them (--init)
     assert "--init runs/shepard_metzler_5_parts-3/checkpoints/step-00009140.pt" in meta["trained_with"][3]
@@ -144,17 +147,17 @@ def test_shipped_shepard_metzler_weights_load_by_name():
 
 @pytest.mark.parametrize("name", ["shepard_metzler_5_parts", "rooms_ring_camera"])
 def test_every_shipped_model_is_small_described_and_beats_the_baselines(name):
-    model, meta = load_weights(f"pretrained:{name}")
+    model, meta = load_weights(f"pretrained:{name}")[0], read_description(f"pretrained:{name}")
     assert Path(meta["path"]).stat().st_size < 25e6 and meta["name"] == meta["dataset"] == name
     assert model.config.image_size == 64 and all(c.startswith("gqn train ") for c in meta["trained_with"])
-    assert meta["eval"]["scenes"] == 200 and psnr_gain(meta["eval"], k=3) >= 2.0
+    assert meta["eval"]["scenes"] == 200 and gain_over_baselines(meta["eval"], k=3) >= 2.0
 
 
 def test_cli_export(exported, tmp_path, capsys):
     _, run, _, _ = exported
     assert main(["export", str(run), "--name", "m", "--out", str(tmp_path)]) == 0
     assert "m.safetensors" in capsys.readouterr().out
-    assert load_weights(tmp_path / "m.safetensors")[1]["name"] == "m"
+    assert read_description(tmp_path / "m.safetensors")["name"] == "m"
 
 
 @pytest.mark.slow
@@ -166,7 +169,7 @@ def test_gqn_eval_reproduces_the_shipped_eval_table(name, tmp_path):
     from gqn.evaluate import evaluate
     from gqn.synth import synthesize
 
-    model, meta = load_weights(f"pretrained:{name}")
+    model, meta = load_weights(f"pretrained:{name}")[0], read_description(f"pretrained:{name}")
     shipped = meta["eval"]
     synthesize(meta["dataset"], tmp_path, 0, shipped["scenes"], seed=0, progress=False)
     test = SceneDataset(tmp_path / meta["dataset"], split="test")

@@ -1,6 +1,7 @@
 """`gqn train`: schedules, exact resume, atomic checkpoints, DDP, logs, signals, bad input."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from conftest import make_dataset
 import gqn.checkpoint
 from gqn.checkpoint import load_checkpoint, save_checkpoint
 from gqn.errors import GQNError
+from gqn.metrics import bits_per_dim
 from gqn.runlog import read_metrics
 from gqn.schedules import linear, lr_at, sigma_at
 from gqn.train import TrainConfig, train
@@ -206,15 +208,17 @@ def test_tensorboard_events_read_back(data, tmp_path):
         "train/kl_step_00",
         "train/bits_per_dim",
         "train/mse",
-        "train/psnr",
+        "train/psnr_of_batch_mse",
         "train/sigma",
         "train/lr",
         "train/grad_norm",
         "train/scenes_per_s",
         "eval/loss",
+        "eval/psnr",
         "eval/prior_mean_psnr",
     ):
         assert tag in scalars, tag
+    assert "train/psnr" not in scalars  # only eval/psnr, the mean of per-image PSNRs, is called that
     assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 7))
     assert events.Tags()["images"] == ["images/context_target_posterior_prior"]
 
@@ -410,3 +414,55 @@ def test_plots_stitch_runs_that_continue_one_another(tmp_path):
     assert [(r["step"], r["run"]) for r in records] == [(10, "a"), (20, "a"), (30, "a"), (40, "a")] + [
         (s, "b") for s in range(50, 100, 10)
     ]
+
+
+def test_held_out_metrics_are_logged_and_recomputable_from_the_checkpoint(data, tmp_path):
+    from gqn.checkpoint import load_model
+    from gqn.held_out import evaluate_held_out, held_out_batch
+
+    cfg = tiny(data, tmp_path, max_steps=3, eval_every=3, image_every=0)
+    train(cfg)
+    (record,) = read_metrics(tmp_path, "eval")
+    views = {f"{m}_{k}" for m in ("view", "nearest_view") for k in ("gain_db", "identification")}
+    keys = {"loss", "nll", "kl", "mse", "psnr", "prior_mean_psnr", "bits_per_dim"} | views
+    assert set(record) == {"step", "split"} | keys and record["step"] == 3
+    assert record["loss"] == pytest.approx(record["nll"] + record["kl"], rel=1e-6)
+    assert record["bits_per_dim"] == pytest.approx(bits_per_dim(record["loss"], 3 * 64 * 64))
+
+    class Log:
+        def scalars(self, step, split, values):
+            self.values = values
+
+    # The same numbers from the saved weights: the held-out batch is fixed by the seed, and the
+    # sigma is the one of the step just taken (sigma_at of step 2, before the count became 3).
+    model, _ = load_model(tmp_path / "checkpoints" / "step-00000003.pt")
+    sigma = sigma_at(2, cfg.sigma_start, cfg.sigma_end, cfg.sigma_steps)
+    log = Log()
+    evaluate_held_out(model, held_out_batch(data, cfg), sigma, 3, log, "cpu", cfg, 3 * 64 * 64, images=False)
+    assert log.values.keys() == keys
+    for key in keys:
+        assert log.values[key] == pytest.approx(record[key], rel=1e-4, abs=1e-6), key
+
+
+def test_a_missing_test_split_means_no_held_out_evaluation_and_says_so(tmp_path, capsys):
+    import shutil
+
+    data = make_dataset(tmp_path / "d", files=(1, 1), scenes_per_file=8)
+    shutil.rmtree(data / "test")
+    train(tiny(str(data), tmp_path / "run", max_steps=2, eval_every=1))
+    assert read_metrics(tmp_path / "run", "eval") == [] and len(read_metrics(tmp_path / "run")) == 2
+    assert "no held-out evaluation: " in capsys.readouterr().err
+
+
+def test_a_corrupt_test_split_is_an_error_naming_the_file(tmp_path):
+    data = make_dataset(tmp_path / "d", files=(1, 1), scenes_per_file=8)
+    (data / "test" / "1-of-1.tfrecord").write_bytes(b"not a tfrecord, though it has the name of one")
+    with pytest.raises(GQNError, match=r"test/1-of-1\.tfrecord"):
+        train(tiny(str(data), tmp_path / "run", max_steps=2, eval_every=1))
+
+
+def test_bits_per_dim_known_answers():
+    # A density of 1 on [0, 1]^D (0 nats) is 1/255 per level on the 0..255 scale: log2(255) bits.
+    assert bits_per_dim(0.0, 12288) == pytest.approx(7.994353, abs=1e-6)
+    # One more bit per dimension is D ln 2 nats.
+    assert bits_per_dim(12288 * math.log(2), 12288) == pytest.approx(8.994353, abs=1e-6)

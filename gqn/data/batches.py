@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from gqn.data.dataset import SceneDataset
+from gqn.errors import GQNError
 
 
 def viewpoints(cameras: torch.Tensor) -> torch.Tensor:
@@ -71,15 +72,16 @@ class ViewSampler(torch.utils.data.Sampler):
         rank: int = 0,
         world_size: int = 1,
     ):
+        # The checks of `gqn train`'s flags, made once, here.
         if not 1 <= (context_size or max_context) < views_per_scene:
-            raise ValueError(
-                f"context size must be 1..{views_per_scene - 1} for {views_per_scene} views per "
-                f"scene, got {context_size or max_context}"
+            raise GQNError(
+                f"context size (--max-context) must be 1..{views_per_scene - 1} for {views_per_scene} "
+                f"views per scene, got {context_size or max_context}"
             )
         if batch_size % world_size:
-            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+            raise GQNError(f"--batch-size {batch_size} is not divisible by {world_size} processes")
         if batch_size > num_scenes:
-            raise ValueError(f"batch size {batch_size} is larger than the {num_scenes} scenes")
+            raise GQNError(f"--batch-size {batch_size} is more than the {num_scenes} scenes of the split")
         self.num_scenes, self.views = num_scenes, views_per_scene
         self.batch_size, self.max_context, self.context_size = batch_size, max_context, context_size
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
@@ -163,7 +165,7 @@ def make_loader(
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=_identity,  # the dataset's __getitems__ already stacks the batch
+        collate_fn=_identity,  # the dataset's get_views (DataLoader calls it __getitems__) stacks it
         num_workers=workers,
         worker_init_fn=_leave_stopping_to_the_main_process,
         persistent_workers=workers > 0,

@@ -87,21 +87,6 @@ def check_data(path: str, offset: int, data: bytes, footer: bytes, length: int) 
         raise DataError(path, "corrupt record: data CRC mismatch", offset)
 
 
-def read_record_at(f: BinaryIO, path: str, offset: int, length: int | None = None) -> bytes:
-    """The verified data of the record that starts at byte `offset`."""
-    f.seek(offset)
-    if length is None:
-        length = read_header(f, path, offset)
-        if length is None:
-            raise DataError(path, "no record here: end of file", offset)
-    else:
-        f.seek(offset + HEADER_BYTES)
-    data = f.read(length)
-    footer = f.read(FOOTER_BYTES)
-    check_data(path, offset, data, footer, length)
-    return data
-
-
 def scan_records(f: BinaryIO, path: str) -> Iterator[tuple[int, int]]:
     """Yield (offset, length) of every record, checking headers and sizes but not data CRCs.
 

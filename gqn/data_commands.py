@@ -10,6 +10,7 @@ import sys
 
 from tqdm import tqdm
 
+from gqn.arguments import HelpFormatter, scene
 from gqn.data.index import record_index
 from gqn.data.layout import LAYOUT, discover
 from gqn.data.table import DATASETS, get_dataset
@@ -17,8 +18,6 @@ from gqn.errors import GQNError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from gqn.cli import HelpFormatter
-
     data = sub.add_parser(
         "data",
         help="read, verify and show GQN datasets",
@@ -138,10 +137,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(x, y, z, yaw, pitch; angles in degrees).\n\n"
         "example:\n  gqn data show ../shared/reference --scene 0 --out views.png",
         formatter_class=HelpFormatter,
+        parents=[scene()],
     )
     p.add_argument("path", metavar="PATH")
     p.add_argument("--split", default="test", help="split, where PATH holds several")
-    p.add_argument("--scene", type=int, default=0, help="scene index within the split")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--scale", type=int, default=2, help="enlarge each view this many times")
     p.set_defaults(run=run_show)

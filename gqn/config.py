@@ -1,0 +1,215 @@
+"""The configs of a run and how they are spelled: model presets and files, `TrainConfig`, its
+flags, and the `gqn train` command lines that reproduce a run.
+
+    get_config("small")                         # a preset of gqn.model.PRESETS
+    get_config("my.json")                       # {"model": {...}, "train": {...}} or the model fields
+    TrainConfig(data="data/shepard_metzler_5_parts", config="paper", batch_size=36)
+
+Every field of `TrainConfig` is a flag of `gqn train`: `batch_size` is `--batch-size` (`flag`
+is that rule, used both to parse and to write command lines); the underscore spelling
+(`--batch_size=144`, as in the seed's own command lines) still parses but is not shown.
+A `--config` JSON file may hold a "train" section: defaults, then that section, then the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field, fields, replace
+
+from gqn.arguments import boolean, hidden_alias
+from gqn.data.table import DATASETS
+from gqn.defaults import is_builtin
+from gqn.errors import GQNError
+from gqn.model import PRESETS, GQNConfig, dataclass_from_dict
+
+
+def get_config(name_or_path: str, **overrides) -> GQNConfig:
+    """A preset by name, or a JSON file of config fields (missing fields take the defaults)."""
+    if name_or_path in PRESETS:
+        config = PRESETS[name_or_path]
+    elif name_or_path.endswith(".json"):
+        d = read_json(name_or_path)
+        config = GQNConfig.from_dict(d.get("model", d), where=name_or_path)
+    else:
+        raise GQNError(f"unknown config {name_or_path!r}; presets: {', '.join(PRESETS)}, or a .json file")
+    return replace(config, **overrides) if overrides else config
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise GQNError(f"{path}: cannot read config: {e}") from None
+
+
+def with_cameras(model_cfg: GQNConfig, dataset_name: str) -> GQNConfig:
+    """The epipolar representation needs the cameras' field of view and depth bounds: those the
+    config does not set come from the dataset's description."""
+    if model_cfg.representation != "epipolar":
+        return model_cfg
+    info = DATASETS.get(dataset_name)
+    fill = {
+        name: getattr(info, name)
+        for name in ("fov", "near", "far")
+        if getattr(model_cfg, name) is None and info is not None
+    }
+    return replace(model_cfg, **fill)
+
+
+@dataclass
+class TrainConfig:
+    data: str | None = field(
+        default=None,
+        metadata={"help": "ROOT/DATASET; default: the built-in synthetic shepard_metzler_5_parts"},
+    )
+    run_dir: str = field(
+        default="runs/gqn", metadata={"help": "checkpoints/, metrics.jsonl and tensorboard/ go here"}
+    )
+    config: str = field(
+        default="small", metadata={"help": "model: preset (paper, small, tiny) or a .json file"}
+    )
+    batch_size: int = field(default=36, metadata={"help": "scenes per step, over all processes (paper: 36)"})
+    max_context: int = field(default=5, metadata={"help": "context size drawn per batch from 1..this"})
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "resize frames to this size; the model records it for eval and render (default: as stored)"
+        },
+    )
+    max_steps: int = field(
+        default=2_000_000, metadata={"help": "stop after this many steps (paper: about 2M)"}
+    )
+    max_minutes: float = field(
+        default=0.0,
+        metadata={"help": "also stop, saving, after this many minutes of this invocation (0: no limit)"},
+    )
+    lr_start: float = field(default=5e-4, metadata={"help": "Adam learning rate at step 0 (paper)"})
+    lr_end: float = field(default=5e-5, metadata={"help": "learning rate from --lr-steps on (paper)"})
+    lr_steps: int = field(
+        default=1_600_000, metadata={"help": "steps of the linear learning-rate decay (paper)"}
+    )
+    sigma_start: float = field(default=2.0, metadata={"help": "pixel standard deviation at step 0 (paper)"})
+    sigma_end: float = field(
+        default=0.7, metadata={"help": "pixel standard deviation from --sigma-steps on (paper)"}
+    )
+    sigma_steps: int = field(
+        default=200_000, metadata={"help": "steps of the linear sigma annealing (paper)"}
+    )
+    deterministic_steps: int = field(
+        default=0,
+        metadata={
+            "help": "a deterministic warm-up: for this many steps the prior-mean prediction is "
+            "regressed on the query (KL 0, no inference network), at about half the cost of a step"
+        },
+    )
+    checkpoint_every: int = field(default=1000, metadata={"help": "steps between checkpoints"})
+    keep: int = field(default=3, metadata={"help": "step checkpoints kept besides last.pt"})
+    eval_every: int = field(
+        default=1000, metadata={"help": "steps between evaluations of the held-out batch (0: never)"}
+    )
+    log_every: int = field(default=10, metadata={"help": "steps between metric records"})
+    image_every: int = field(
+        default=1000, metadata={"help": "steps between image grids in TensorBoard (0: never)"}
+    )
+    workers: int = field(default=2, metadata={"help": "DataLoader worker processes per training process"})
+    seed: int = field(default=0, metadata={"help": "seeds the weights, the data order and the noise"})
+    precision: str = field(
+        default="fp32", metadata={"help": "fp32 or bf16 (autocast)", "choices": ["fp32", "bf16"]}
+    )
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA if present), cpu, cuda"})
+    data_parallel: bool = field(default=False, metadata={"help": "one process per GPU on this machine (DDP)"})
+    resume: str | None = field(
+        default=None,
+        metadata={
+            "help": "a run folder, a checkpoint file, a step number of --run-dir, or auto (--run-dir's last.pt if any)"
+        },
+    )
+    init: str | None = field(
+        default=None,
+        metadata={
+            "help": "start from these weights (a checkpoint, run folder, pretrained:NAME or .safetensors) "
+            "with a new optimizer at step 0: fine-tuning; a resumed run takes its checkpoint's weights"
+        },
+    )
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "train config") -> TrainConfig:
+        return dataclass_from_dict(cls, d, where)
+
+
+# ----------------------------------------------------------------------------------------------
+# Flags: one per TrainConfig field
+
+
+def flag(name: str) -> str:
+    """The flag of a config field: `batch_size` -> `--batch-size`."""
+    return "--" + name.replace("_", "-")
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+    """A flag per TrainConfig field, default None (meaning: not given), with a hidden alias for
+    the underscore spelling; a bool flag takes no value or `=true`/`=false`."""
+    for f in fields(TrainConfig):
+        kind = f.type.replace(" | None", "")
+        if kind == "bool":
+            options = dict(nargs="?", const=True, type=boolean, default=None, metavar="BOOL")
+        else:
+            typ = {"int": int, "float": float, "str": str}[kind]
+            options = dict(type=typ, default=None, choices=f.metadata.get("choices"), metavar=f.name.upper())
+        default = "" if f.default is None else f" (default: {f.default})"
+        p.add_argument(flag(f.name), dest=f.name, help=f.metadata["help"] + default, **options)
+        if "_" in f.name:
+            hidden_alias(p, f"--{f.name}", f.name, **options)
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the "train" section of a --config JSON file, then the flags given."""
+    base = read_json(args.config).get("train", {}) if args.config and args.config.endswith(".json") else {}
+    cfg = TrainConfig.from_dict(base, where=f"{args.config} (train)")
+    for f in fields(TrainConfig):
+        value = getattr(args, f.name)
+        if value is not None:
+            setattr(cfg, f.name, value)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# Command lines that reproduce a run
+
+
+def train_command(train_config: dict, step: int | None = None) -> str:
+    """The `gqn train` command line that reproduces a run (to `step`, if given): the flags that
+    differ from the defaults (the data flag left out for the built-in data, a time limit left out
+    since --max-steps says where the run stopped; where the run was written and from what it
+    resumed are for the caller to add)."""
+    config = dict(train_config, **({} if step is None else {"max_steps": step}))
+    parts = ["gqn train"]
+    for f in fields(TrainConfig):
+        value = config.get(f.name, f.default)
+        if f.name in ("run_dir", "resume", "workers", "device", "max_minutes") or value == f.default:
+            continue
+        if f.name == "data" and is_builtin(value):
+            continue  # the built-in data: rendered by `gqn data builtin`
+        parts.append(flag(f.name) if value is True else f"{flag(f.name)} {value}")
+    return " ".join(parts)
+
+
+def training_commands(name: str, stages: list[dict], origin: dict | None = None) -> list[str]:
+    """The commands that reproduce a model trained in stages (checkpoint states, first to last):
+    each stage runs in runs/NAME-K and the next resumes from its last checkpoint. `origin`: the
+    description (weights JSON) of the pretrained weights the first stage started from (--init),
+    whose own commands come first and whose last checkpoint the first stage's --init names."""
+    commands = list(origin["trained_with"]) if origin else []
+    first = len(commands) + 1
+    for k, state in enumerate(stages, first):
+        config, resume = dict(state.get("train_config", {})), ""
+        if k > first:
+            config.pop("init", None)  # a resumed stage takes its checkpoint's weights
+            resume = f" --resume runs/{name}-{k - 1}/checkpoints/step-{stages[k - first - 1]['step']:08d}.pt"
+        elif origin:
+            config["init"] = f"runs/{origin['name']}-{k - 1}/checkpoints/step-{origin['step']:08d}.pt"
+        commands.append(train_command(config, state["step"]) + f" --run-dir runs/{name}-{k}" + resume)
+    return commands

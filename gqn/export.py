@@ -1,0 +1,100 @@
+"""A training checkpoint as pretrained weights: `gqn export`.
+
+    gqn export runs/gqn --name shepard_metzler_5_parts --out gqn/weights --eval eval.json
+    gqn render pretrained:shepard_metzler_5_parts --scene 0 --orbit --out orbit.gif
+
+    import gqn
+    model = gqn.load_pretrained("shepard_metzler_5_parts")
+
+Writes NAME.safetensors and NAME.json (the layout is in `gqn.checkpoint`, which also reads them):
+the model's tensors, and its config, the step and pixel sigma it was trained to, the `gqn train`
+commands that reproduce it (`gqn.config.training_commands`), the SHA-256 of the weights and the
+eval table measured on it. Weights in `gqn/weights/` ship with gqn and load as `pretrained:NAME`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from gqn.arguments import HelpFormatter, checkpoint
+from gqn.checkpoint import (
+    WEIGHTS_DIR,
+    describe,
+    is_pretrained,
+    load_checkpoint,
+    read_description,
+    resolve,
+    save_weights,
+)
+from gqn.config import training_commands
+from gqn.errors import GQNError
+
+
+def export(
+    checkpoint: str | os.PathLike,
+    name: str,
+    out: str | os.PathLike = WEIGHTS_DIR,
+    eval_report: dict | None = None,
+    earlier: list[str | os.PathLike] = (),
+) -> tuple[Path, Path]:
+    """Write NAME.safetensors and NAME.json into `out` from a training checkpoint (or run folder);
+    `earlier`: the checkpoints of earlier training stages it was resumed from, first to last."""
+    path = resolve(str(checkpoint), None)
+    state = load_checkpoint(path)
+    last = describe(path, state)
+    stages = [load_checkpoint(resolve(str(p), None)) for p in earlier] + [state]
+    # The weights the first stage started from, as recorded when it started (checkpoints from
+    # before gqn recorded it: as they are now, which is right unless they were replaced since).
+    first = describe(earlier[0], stages[0]) if earlier else last
+    origin = first.init_origin
+    init = first.train_config.get("init")
+    if origin is None and init and is_pretrained(init):
+        origin = read_description(init)
+    train_config = last.train_config
+    meta = {
+        "model_config": state["model_config"],
+        "step": last.step,
+        "sigma": last.sigma,
+        "dataset": Path(train_config["data"]).name if train_config.get("data") else None,
+        "trained_with": training_commands(name, stages, origin),
+        "train_config": {k: v for k, v in train_config.items() if k not in ("run_dir", "data", "resume")},
+    }
+    if eval_report is not None:
+        meta["eval"] = {k: v for k, v in eval_report.items() if k != "checkpoint"}  # a local path
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
+    return save_weights(out, name, tensors, meta)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="a checkpoint's weights as safetensors + config JSON (what pretrained: names load)",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+        parents=[checkpoint("a checkpoint file or a run folder")],
+    )
+    p.add_argument("--name", required=True, help="NAME of NAME.safetensors and NAME.json")
+    p.add_argument("--out", default=".", help="folder to write into (gqn/weights/ ships with gqn)")
+    p.add_argument("--eval", default=None, help="an eval JSON of `gqn eval` to record with the weights")
+    p.add_argument(
+        "--earlier",
+        action="append",
+        default=[],
+        metavar="CHECKPOINT",
+        help="a checkpoint of an earlier training stage this one resumed from (repeat, first to last)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    report = None
+    if args.eval is not None:
+        try:
+            report = json.loads(Path(args.eval).read_text())
+        except (OSError, ValueError) as e:
+            raise GQNError(f"{args.eval}: cannot read the eval report ({e})") from None
+    for path in export(args.checkpoint, args.name, args.out, report, args.earlier):
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    return 0

@@ -1,0 +1,103 @@
+"""Where and how the training loop runs: the device and process group (DDP), bf16 autocast, and
+the signals that ask it to stop.
+
+    rank, world, device = setup_process("auto")     # joins the group under torchrun or spawn
+    with autocast("bf16", device): ...
+    spawn(train, cfg, gpus)                          # --data-parallel: one process per GPU
+
+A process started by `torchrun` (or by `spawn`) finds its rank and world size in the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+
+import torch
+import torch.distributed as dist
+
+from gqn.errors import GQNError
+
+
+def setup_process(device: str = "auto") -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group when started by torchrun or spawn."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        where = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+    else:
+        where = torch.device(device)
+    if where.type == "cuda" and where.index is None:
+        where = torch.device("cuda", local)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if where.type == "cuda" else "gloo")
+    if where.type == "cuda":
+        torch.cuda.set_device(where)
+    return rank, world, where
+
+
+def spawn(fn, arg, processes: int) -> None:
+    """Run fn(arg) in `processes` local processes that form one group (one per GPU)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_spawned, args=(fn, arg, processes, port), nprocs=processes)
+
+
+def _spawned(local_rank: int, fn, arg, world: int, port: int) -> None:
+    os.environ.update(
+        RANK=str(local_rank),
+        LOCAL_RANK=str(local_rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    fn(arg)
+
+
+def agree(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every process if it is true on any (so all stop at the same step)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself, inside DistributedDataParallel and torch.compile."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+@contextlib.contextmanager
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    """`fp32` (nothing) or `bf16` (torch.autocast: convolutions in bfloat16, losses in float32)."""
+    if precision == "fp32":
+        yield
+    elif precision == "bf16":
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            yield
+    else:
+        raise GQNError(f"precision {precision!r} is not fp32 or bf16")
+
+
+class StopSignals:
+    """SIGTERM and SIGINT ask the loop to save and stop after the current step; a second SIGINT
+    stops at once."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum, frame):
+        if self.received == "SIGINT" and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,63 @@
+"""The import contract (pyproject.toml, [tool.importlinter]): imports run one way, and it is kept."""
+
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gqn
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest's own dependency
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """`lint-imports` on the package and contract under `root`."""
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", "pyproject.toml", "--no-cache"],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+
+
+def layers() -> list[str]:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    (contract,) = config["tool"]["importlinter"]["contracts"]
+    return contract["layers"]
+
+
+@pytest.fixture
+def copy(tmp_path) -> Path:
+    """The package and its contract, copied where a test may change them."""
+    shutil.copytree(REPO / "gqn", tmp_path / "gqn", ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_the_contract_is_kept_and_an_upward_import_breaks_it(copy):
+    kept = lint_imports(copy)
+    assert kept.returncode == 0 and "1 kept, 0 broken" in kept.stdout, kept.stdout + kept.stderr
+    # metrics, a foundation, reaching up to the training loop; inside a function, where a cycle hides
+    with open(copy / "gqn" / "metrics.py", "a") as f:
+        f.write("\n\ndef upward():\n    from gqn.train import train\n\n    return train\n")
+    broken = lint_imports(copy)
+    assert broken.returncode != 0 and "1 broken" in broken.stdout
+    assert "gqn.metrics -> gqn.train" in broken.stdout
+
+
+def test_every_module_has_a_layer():
+    """A new module must take its place in the contract, or it could import anything."""
+    placed = {m.strip() for layer in layers() for m in layer.replace("|", ":").split(":")}
+    top_level = {f"gqn.{m.name}" for m in pkgutil.iter_modules(gqn.__path__)}
+    assert top_level == placed

@@ -1,7 +1,7 @@
 """GQN cameras (x, y, z, yaw, pitch): where they look, the rays through their pixels, and where a
 3D point lands in their image. Every other module calls these; nobody re-derives a rotation.
 
-The convention is the one measured on DeepMind's Shepard-Metzler data (../shared/reference) and
+The convention is the one measured on DeepMind's Shepard-Metzler data (examples/reference) and
 rendered by `gqn.synth.views` (tested against MuJoCo in tests/test_cameras.py):
   forward = (cos p cos yaw, -cos p sin yaw, sin p), +z is up;
   right   = forward x z / |forward x z| = (-sin yaw, -cos yaw, 0);

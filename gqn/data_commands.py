@@ -119,7 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a contact sheet of synthetic scenes beside a real one",
         description="Write a PNG whose first row is the real reference scene and whose next rows are\n"
         "scenes of PATH, the first 8 views of each, to check that rendered data looks like the real.\n\n"
-        "example:\n  gqn data compare data/shepard_metzler_5_parts --reference ../shared/reference --out compare.png",
+        "example:\n  gqn data compare data/shepard_metzler_5_parts --reference examples/reference --out compare.png",
         formatter_class=HelpFormatter,
     )
     p.add_argument("path", metavar="PATH")
@@ -135,7 +135,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a contact sheet of one scene's views with their cameras",
         description="Write a PNG with every view of one scene, captioned with its camera\n"
         "(x, y, z, yaw, pitch; angles in degrees).\n\n"
-        "example:\n  gqn data show ../shared/reference --scene 0 --out views.png",
+        "example:\n  gqn data show examples/reference --scene 0 --out views.png",
         formatter_class=HelpFormatter,
         parents=[scene()],
     )

@@ -7,7 +7,7 @@ import torch
 
 from gqn.data import Scene, write_scenes
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "reference"  # a copy of ../shared/reference
 REFERENCE_FILE = REFERENCE / "shepard_metzler_5_parts" / "test" / "1-of-1.tfrecord"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -76,7 +76,7 @@ def pytest_configure(config):
 
 
 def assert_shepard_metzler_cameras(cameras: np.ndarray) -> None:
-    """The convention measured on DeepMind's data (../shared/reference/README.md), for every view:
+    """The convention measured on DeepMind's data (examples/reference/README.md), for every view:
     on the sphere of radius 10/3, the position formula, yaw k π/50 in [0, 2π), pitch k π/100 in
     [-0.45π, 0.48π]."""
     x, y, z, yaw, pitch = cameras.T.astype(np.float64)

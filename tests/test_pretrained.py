@@ -16,7 +16,7 @@ from gqn.errors import GQNError
 from gqn.evaluate import gain_over_baselines
 from gqn.export import export
 
-# `gqn render pretrained:shepard_metzler_5_parts --data ../shared/reference`, as in the README
+# `gqn render pretrained:shepard_metzler_5_parts --data examples/reference`, as in the README
 REFERENCE_PRIOR_MEAN_PSNR = 20.79
 
 

@@ -82,67 +82,22 @@ def test_training_takes_the_cameras_from_the_dataset_description(epipolar_run):
     assert (model.config.fov, model.config.near, model.config.far) == (100.0, 0.8, 5.9)
 
 
+def gqn(command: str) -> int:
+    return main(command.split())
+
+
 def test_every_verb_works_with_an_epipolar_model(epipolar_run, tmp_path, capsys):
     data, run = epipolar_run
-    assert (
-        main(
-            [
-                "eval",
-                str(run),
-                "--data",
-                data,
-                "--scenes",
-                "4",
-                "--context",
-                "1,3",
-                "--out",
-                f"{tmp_path}/e.json",
-            ]
-        )
-        == 0
-    )
+    on = f"--data {data} --scene 1"
+    assert gqn(f"eval {run} --data {data} --scenes 4 --context 1,3 --out {tmp_path}/e.json") == 0
     assert "turning with the camera (10 cameras)" in capsys.readouterr().out
-    assert main(["render", str(run), "--data", data, "--scene", "1", "--out", f"{tmp_path}/g.png"]) == 0
-    assert (
-        main(
-            [
-                "render",
-                str(run),
-                "--data",
-                data,
-                "--scene",
-                "1",
-                "--orbit",
-                "--frames",
-                "8",
-                "--out",
-                f"{tmp_path}/o.gif",
-            ]
-        )
-        == 0
-    )
+    assert gqn(f"render {run} {on} --out {tmp_path}/g.png") == 0
+    assert gqn(f"render {run} {on} --orbit --frames 8 --out {tmp_path}/o.gif") == 0
     assert Image.open(tmp_path / "o.gif").n_frames == 8
-    argv = ["analyze", str(run), "--data", data, "--scenes", "3", "--sets", "2", "--prune-scenes", "3"]
-    assert main([*argv, "--out", str(tmp_path / "analysis")]) == 0
-    assert main(["export", str(run), "--name", "sm5-epipolar", "--out", str(tmp_path / "w")]) == 0
+    assert gqn(f"analyze {run} --data {data} --scenes 3 --sets 2 --prune-scenes 3 --out {tmp_path}/a") == 0
+    assert gqn(f"export {run} --name sm5-epipolar --out {tmp_path}/w") == 0
     exported = tmp_path / "w" / "sm5-epipolar.safetensors"
-    assert (
-        main(
-            [
-                "eval",
-                str(exported),
-                "--data",
-                data,
-                "--scenes",
-                "4",
-                "--context",
-                "1,3",
-                "--out",
-                f"{tmp_path}/x.json",
-            ]
-        )
-        == 0
-    )
+    assert gqn(f"eval {exported} --data {data} --scenes 4 --context 1,3 --out {tmp_path}/x.json") == 0
     # The exported weights are the checkpoint's: every number of the report is the same.
     a, b = (json.loads((tmp_path / f).read_text())["results"] for f in ("e.json", "x.json"))
     assert a == b

@@ -101,7 +101,7 @@ class TrainConfig:
         default=0,
         metadata={
             "help": "a deterministic warm-up: for this many steps the prior-mean prediction is "
-            "regressed on the query (KL 0, no inference network), at about half the cost of a step"
+            "regressed on the query, while the inference network learns to agree with the prior"
         },
     )
     checkpoint_every: int = field(default=1000, metadata={"help": "steps between checkpoints"})

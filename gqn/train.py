@@ -105,7 +105,6 @@ def train(cfg: TrainConfig) -> Result:
         net = torch.nn.parallel.DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.deterministic_steps > 0,  # the inference network rests then
         )
     if cfg.compile:
         net = torch.compile(net)

@@ -6,7 +6,9 @@ import os
 from conftest import make_dataset
 from PIL import Image
 
+from gqn.checkpoint import read_description
 from gqn.cli import main
+from gqn.demo import RECIPE
 
 
 def test_demo_writes_every_result_and_reuses_them(tmp_path, capsys):
@@ -43,3 +45,8 @@ def test_demo_bad_scene_is_a_one_line_error(tmp_path, capsys):
     argv = ["demo", "--out", str(tmp_path / "o"), "--data", str(data), "--steps", "1", "--config", "tiny"]
     assert main([*argv, "--batch-size", "2", "--eval-scenes", "2", "--workers", "0", "--scene", "9"]) == 1
     assert "--scene 9: shepard_metzler_5_parts/test has scenes 0..3" in capsys.readouterr().err
+
+
+def test_the_demo_trains_the_first_minutes_of_the_shipped_recipe():
+    shipped = read_description("pretrained:shepard_metzler_5_parts")["train_config"]
+    assert RECIPE == {field: shipped[field] for field in RECIPE}

@@ -17,7 +17,7 @@ from gqn.evaluate import gain_over_baselines
 from gqn.export import export
 
 # `gqn render pretrained:shepard_metzler_5_parts --data examples/reference`, as in the README
-REFERENCE_PRIOR_MEAN_PSNR = 20.79
+REFERENCE_PRIOR_MEAN_PSNR = 21.00
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +140,20 @@ def test_shipped_shepard_metzler_weights_load_by_name():
     model = gqn.load_pretrained("shepard_metzler_5_parts")
     assert not model.training
     meta = read_description("pretrained:shepard_metzler_5_parts")
-    assert meta["dataset"] == "shepard_metzler_5_parts" and meta["trained_with"][0].startswith("gqn train")
-    assert len(meta["trained_with"]) == 4  # three resumed stages, then a fine-tune of them (--init)
-    assert "--init runs/shepard_metzler_5_parts-3/checkpoints/step-00009140.pt" in meta["trained_with"][3]
+    assert meta["dataset"] == "shepard_metzler_5_parts" and meta["model_config"]["representation"] == "epipolar"
+    assert meta["trained_with"] == [
+        "gqn train --config epipolar --batch-size 16 --max-steps 4750 --sigma-steps 30000 "
+        "--deterministic-steps 4500 --checkpoint-every 250 --eval-every 250 --run-dir runs/shepard_metzler_5_parts-1"
+    ]
+
+
+def test_shipped_shepard_metzler_weights_turn_with_the_camera():
+    """Issue 14's bar, on the 200 held-out scenes of its eval table at 3 context views."""
+    at_3 = read_description("pretrained:shepard_metzler_5_parts")["eval"]["results"]["3"]
+    assert at_3["views"]["queries"] == 10
+    assert at_3["views"]["prior_mean"]["gain_db"] >= 4.0
+    assert at_3["views"]["prior_mean"]["identification"] >= 0.8
+    assert at_3["prior_mean"]["psnr"] - max(at_3["context_mean"]["psnr"], at_3["nearest_view"]["psnr"]) >= 4.0
 
 
 @pytest.mark.parametrize("name", ["shepard_metzler_5_parts", "rooms_ring_camera"])
@@ -184,6 +195,10 @@ def test_gqn_eval_reproduces_the_shipped_eval_table(name, tmp_path):
             for metric, tol in (("mse", 1e-5), ("psnr", 0.01), ("ssim", 1e-3)):
                 want = pytest.approx(expected[method][metric], abs=tol)
                 assert got[method][metric] == want, f"K={k} {method} {metric}"
+        for method in ("prior_mean", "nearest_view"):
+            for metric, tol in (("gain_db", 0.01), ("identification", 1e-3)):
+                want = pytest.approx(expected["views"][method][metric], abs=tol)
+                assert got["views"][method][metric] == want, f"K={k} views {method} {metric}"
 
 
 def test_render_of_the_real_reference_scene(reference_file, tmp_path, capsys):

@@ -422,7 +422,9 @@ class GQN(nn.Module):
             gen = self.generation[core]
             mean, std = p_mean, p_std = gen.prior_of(h_g)  # π_l from the generator's state
             if shadow:
-                h_e, c_e, q_mean, q_std = self.inference[core](e_gates[core], h_g.detach(), u.detach(), h_e, c_e)
+                h_e, c_e, q_mean, q_std = self.inference[core](
+                    e_gates[core], h_g.detach(), u.detach(), h_e, c_e
+                )
                 kls.append(kl_divergence(q_mean, q_std, p_mean.detach(), p_std.detach()))
             elif infer:
                 h_e, c_e, mean, std = self.inference[core](e_gates[core], h_g, u, h_e, c_e)

@@ -140,7 +140,9 @@ def test_shipped_shepard_metzler_weights_load_by_name():
     model = gqn.load_pretrained("shepard_metzler_5_parts")
     assert not model.training
     meta = read_description("pretrained:shepard_metzler_5_parts")
-    assert meta["dataset"] == "shepard_metzler_5_parts" and meta["model_config"]["representation"] == "epipolar"
+    assert (
+        meta["dataset"] == "shepard_metzler_5_parts" and meta["model_config"]["representation"] == "epipolar"
+    )
     assert meta["trained_with"] == [
         "gqn train --config epipolar --batch-size 16 --max-steps 4750 --sigma-steps 30000 "
         "--deterministic-steps 4500 --checkpoint-every 250 --eval-every 250 --run-dir runs/shepard_metzler_5_parts-1"

@@ -304,9 +304,11 @@ def test_sigterm_leaves_a_checkpoint_to_resume_from(data, tmp_path, whole_group)
 
 
 @pytest.mark.slow
-def test_two_process_ddp_equals_one_process(data, tmp_path):
-    """torchrun with 2 CPU processes (gloo), 2 scenes each, makes the same update as 1 process with 4."""
-    flags = "--max-steps 2 --workers 0 --eval-every 0 --log-every 1"
+@pytest.mark.parametrize("steps", ["--max-steps 2", "--max-steps 3 --deterministic-steps 2"])
+def test_two_process_ddp_equals_one_process(data, tmp_path, steps):
+    """torchrun with 2 CPU processes (gloo), 2 scenes each, makes the same update as 1 process with 4,
+    through the deterministic warm-up too (every parameter learns in both stages)."""
+    flags = f"{steps} --workers 0 --eval-every 0 --log-every 1"
     one = gqn_cli(*tiny_cli(data, tmp_path / "one", flags))
     assert one.wait(timeout=120) == 0, one.stderr.read()
     torchrun = [

@@ -7,7 +7,8 @@ import torch
 
 from gqn.data import Scene, write_scenes
 
-REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "reference"  # a copy of ../shared/reference
+# DeepMind's real scene, kept in the repository: the tests need nothing beside it.
+REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "reference"
 REFERENCE_FILE = REFERENCE / "shepard_metzler_5_parts" / "test" / "1-of-1.tfrecord"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

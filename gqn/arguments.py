@@ -16,7 +16,14 @@ MODEL_HELP = "a checkpoint file, a run folder, pretrained:NAME or a .safetensors
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples in each description as written and shows defaults."""
+    """Keeps the examples in each description as written and states each default once: a help
+    that already says its default, and a default of None (nothing given) or False (a switch left
+    off), get no "(default: ...)" appended."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def checkpoint(help: str = MODEL_HELP) -> argparse.ArgumentParser:

@@ -24,11 +24,11 @@ from gqn.arguments import HelpFormatter, data, scene
 from gqn.checkpoint import available, checkpoint_dir, list_steps, load_model
 from gqn.defaults import dataset_path, open_dataset
 from gqn.errors import GQNError
-from gqn.evaluate import evaluate, format_table
+from gqn.evaluate import SCENES, evaluate, fit_scenes, format_table
 from gqn.files import atomic_write, write_json
-from gqn.images import save_png
+from gqn.images import save_animation, save_image
 from gqn.plots import training_curves
-from gqn.render import camera_path, orbit_cameras, render_grid, render_orbit, write_gif
+from gqn.render import camera_path, orbit_cameras, render_grid, render_orbit
 from gqn.train import TrainConfig, train
 
 RECIPE = {"config": "small", "batch_size": 36, "sigma_steps": 3000, "precision": "bf16", "seed": 0}
@@ -44,7 +44,7 @@ def demo(
     minutes: float = 10.0,
     steps: int = 100_000,
     data: str | os.PathLike | None = None,
-    eval_scenes: int = 100,
+    eval_scenes: int | None = None,
     scene: int = 0,
     workers: int = 1,
     **recipe,
@@ -61,6 +61,7 @@ def demo(
     test = open_dataset(data, "test")
     if not 0 <= scene < len(test):
         raise GQNError(f"--scene {scene}: {test.dataset_name}/test has scenes 0..{len(test) - 1}")
+    eval_scenes = fit_scenes(eval_scenes, SCENES, test, "--eval-scenes")
 
     # --- train (or continue) ---
     done = max(list_steps(run_dir), default=0)
@@ -108,9 +109,9 @@ def demo(
         s = open_dataset(data, "test", m.config.image_size)[scene]  # the frame size it learned from
         grid_png, orbit_gif = out / f"{prefix}grid.png", out / f"{prefix}orbit.gif"
         if not fresh(grid_png, source):
-            save_png(render_grid(m, s.frames, s.cameras, context=3), grid_png)
+            save_image(render_grid(m, s.frames, s.cameras, context=3), grid_png)
         if not fresh(orbit_gif, source):
-            write_gif(render_orbit(m, s.frames, s.cameras, orbit, context=3), orbit_gif)
+            save_animation(render_orbit(m, s.frames, s.cameras, orbit, context=3), orbit_gif)
         files[f"{prefix}grid"], files[f"{prefix}orbit"] = grid_png, orbit_gif
     return files
 
@@ -138,7 +139,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="out", help="folder for everything")
     p.add_argument("--minutes", type=float, default=10.0, help="training time of this run (0: no limit)")
     p.add_argument("--steps", type=int, default=100_000, help="stop training at this step")
-    p.add_argument("--eval-scenes", type=int, default=100, help="held-out scenes in the eval table")
+    p.add_argument(
+        "--eval-scenes",
+        type=int,
+        default=None,
+        help=f"held-out scenes in the eval table (default: {SCENES}, or all the split has if fewer)",
+    )
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     p.add_argument("--config", default=RECIPE["config"], help="model preset or JSON file")
     p.add_argument("--batch-size", type=int, default=RECIPE["batch_size"], help="scenes per step")

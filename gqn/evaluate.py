@@ -1,6 +1,7 @@
 """What a trained GQN scores on held-out scenes, next to two baselines: `gqn eval`.
 
     gqn eval runs/gqn --data data/shepard_metzler_5_parts --scenes 200 --context 1,3,5
+    gqn eval pretrained:rooms_ring_camera      # the built-in data of the model's own dataset
 
     from gqn.checkpoint import load_model
     from gqn.evaluate import evaluate
@@ -27,6 +28,7 @@ views after the largest context, at most 10) and scored by `gqn.metrics.view_sco
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,23 @@ from gqn.model import GQN
 METHODS = ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view")
 VIEW_METHODS = ("prior_mean", "nearest_view")  # scored for turning with the camera
 MAX_QUERIES = 10  # cameras per scene for the view metrics
+SCENES = 100  # held-out scenes evaluated, unless asked otherwise
+
+
+def fit_scenes(asked: int | None, default: int, dataset: SceneDataset, flag: str = "--scenes") -> int:
+    """The scenes to use: `asked`, which the split must have, or else `default`, shrunk (and
+    said so on stderr) to what the split has."""
+    where = f"{dataset.dataset_name}/{dataset.source.split}"
+    if asked is not None:
+        if not 1 <= asked <= len(dataset):
+            raise GQNError(f"{flag} {asked}: {where} has {len(dataset)} scenes")
+        return asked
+    if default > len(dataset):
+        print(
+            f"note: {where} has {len(dataset)} scenes, fewer than {default}: using them all", file=sys.stderr
+        )
+        return len(dataset)
+    return default
 
 
 def view_orders(dataset: SceneDataset, scenes: int, seed: int) -> list[tuple[int, np.ndarray]]:
@@ -126,7 +145,7 @@ def scene_noise(model: GQN, scenes: list[int], image: tuple[int, int], key: tupl
 def evaluate(
     model: GQN,
     dataset: SceneDataset,
-    scenes: int = 100,
+    scenes: int = SCENES,
     contexts: tuple[int, ...] = (1, 3, 5),
     samples: int = 4,
     sigma: float = 0.7,
@@ -245,13 +264,18 @@ def add_parser(sub) -> None:
         formatter_class=HelpFormatter,
         parents=[checkpoint(), data()],
     )
-    p.add_argument("--scenes", type=int, default=100)
+    p.add_argument(
+        "--scenes",
+        type=int,
+        default=None,
+        help=f"held-out scenes to evaluate (default: {SCENES}, or all the split has if fewer)",
+    )
     p.add_argument("--context", default="1,3,5", help="context sizes, comma-separated")
     p.add_argument("--samples", type=int, default=4, help="prior samples per query")
     p.add_argument(
         "--sigma", type=float, default=None, help="pixel sigma of the ELBO (default: the model's at its step)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the view orders and the prior samples")
     p.add_argument(
         "--out", default=None, help="JSON file (default: eval.json beside the checkpoint's run folder)"
     )
@@ -268,9 +292,10 @@ def run(args) -> int:
     if min(contexts) < 1:
         raise GQNError(f"--context {args.context}: sizes start at 1")
     model, loaded = load_model(args.checkpoint)
-    dataset = open_dataset(args.data, args.split, model.config.image_size)
+    dataset = open_dataset(args.data, args.split, model.config.image_size, loaded.dataset)
+    scenes = fit_scenes(args.scenes, SCENES, dataset)
     sigma = loaded.sigma if args.sigma is None else args.sigma
-    report = evaluate(model, dataset, args.scenes, contexts, args.samples, sigma, args.seed)
+    report = evaluate(model, dataset, scenes, contexts, args.samples, sigma, args.seed)
     report.update(checkpoint=loaded.path, step=loaded.step)
     print(format_table(report))
     out = args.out or default_report_path(args.checkpoint, loaded.path)

@@ -89,12 +89,12 @@ def train(cfg: TrainConfig) -> Result:
         cfg.resume = cfg.run_dir if (checkpoint_dir(cfg.run_dir) / "last.pt").exists() else None
     checkpoint = None
     if cfg.resume is not None:
-        resumed = resume(resolve(cfg.resume, cfg.run_dir), model, optimizer, device)
+        resumed = resume(resolve(cfg.resume, cfg.run_dir, "--resume"), model, optimizer, device)
         checkpoint, step, position, origin = resumed.path, resumed.step, resumed.position, resumed.init_origin
         if lead:
             print(f"resumed from {checkpoint} at step {step}")
     elif cfg.init is not None:
-        start, loaded = load_model(cfg.init)
+        start, loaded = load_model(cfg.init, flag="--init")
         origin = loaded.origin  # pretrained weights: what made them
         check_same_model(loaded.path, start.config.to_dict(), model_cfg.to_dict())
         model.load_state_dict(start.state_dict())
@@ -126,7 +126,9 @@ def train(cfg: TrainConfig) -> Result:
     def save() -> Path | None:
         if not lead:
             return None
-        state = training_state(step, model, optimizer, model_cfg, asdict(cfg), position, device, origin)
+        state = training_state(
+            step, model, optimizer, model_cfg, asdict(cfg), position, device, origin, dataset.dataset_name
+        )
         return save_checkpoint(state, cfg.run_dir, keep=cfg.keep)
 
     # --- loop -----------------------------------------------------------------------------------

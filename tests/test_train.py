@@ -338,7 +338,7 @@ def test_two_process_ddp_equals_one_process(data, tmp_path):
     assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], rel=1e-5)
 
 
-def test_builtin_data_is_rendered_once_and_never_half(monkeypatch):
+def test_builtin_data_is_rendered_once_and_never_half(monkeypatch, capsys):
     import gqn.synth
     from gqn.defaults import default_data
 
@@ -352,11 +352,14 @@ def test_builtin_data_is_rendered_once_and_never_half(monkeypatch):
     cache = Path(os.environ["GQN_CACHE_DIR"]) / "data"
     assert list(cache.iterdir()) == []  # nothing that could pass for a finished render
     monkeypatch.setattr(gqn.synth, "synthesize", real)
+    capsys.readouterr()
     path = default_data(train_scenes=20, test_scenes=5)
     assert path.name == "shepard_metzler_5_parts" and sorted(p.name for p in path.iterdir()) == [
         "test",
         "train",
     ]
+    printed = capsys.readouterr().out  # says where the data lies, not where it was made
+    assert f"under {path.parent}," in printed and ".tmp" not in printed
     monkeypatch.setattr(gqn.synth, "synthesize", broken)
     assert default_data(train_scenes=20, test_scenes=5) == path  # reused, not rendered again
 
@@ -371,6 +374,9 @@ def test_plot_command(data, tmp_path, capsys):
     assert Image.open(tmp_path / "c.png").size == (1680, 340)  # loss, MSE, KL, held-out PSNR
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "d.png")]) == 1
     assert "no metrics.jsonl" in capsys.readouterr().err
+    # A plot is written in the format its extension names, or refused.
+    assert main(["plot", str(tmp_path / "run"), "--out", str(tmp_path / "c.txt")]) == 1
+    assert "c.txt: cannot write a plot as .txt; use .eps, " in capsys.readouterr().err
 
 
 def test_resume_auto_starts_fresh_then_continues(data, tmp_path):

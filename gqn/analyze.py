@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -28,6 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from gqn.arguments import HelpFormatter, checkpoint, data
 from gqn.checkpoint import load_model
@@ -59,7 +61,7 @@ def representations(
     A representation of the query camera (epipolar) is taken at the scene's view 0, never in the context."""
     rng = np.random.default_rng(seed)
     vectors, labels = [], []
-    for i in range(scenes):
+    for i in tqdm(range(scenes), desc="representations", unit="scene", disable=None, file=sys.stderr):
         specs = [(i, (*(1 + rng.permutation(ds.views - 1)[:context]), 0)) for _ in range(sets)]
         context_x, context_v, _, query_v = model_inputs(ds.get_views(specs))
         r = model.represent(context_x, context_v, query_v)
@@ -121,7 +123,7 @@ def pruning(
 ) -> list[dict]:
     """ELBO and prior-mean PSNR (3 context views) with the smallest weights zeroed, per fraction."""
     rows = []
-    for fraction in fractions:
+    for fraction in tqdm(fractions, desc="pruning", unit="level", disable=None, file=sys.stderr):
         report = evaluate(
             prune(model, fraction),
             ds,
@@ -129,6 +131,7 @@ def pruning(
             contexts=(min(3, ds.views - 1),),
             samples=0,
             sigma=sigma,
+            progress=False,
         )
         r = next(iter(report["results"].values()))
         rows.append(

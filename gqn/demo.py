@@ -17,14 +17,16 @@ than the last checkpoint.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 
 from gqn.arguments import HelpFormatter, data, scene
 from gqn.checkpoint import available, checkpoint_dir, list_steps, load_model
 from gqn.defaults import dataset_path, open_dataset
 from gqn.errors import GQNError
-from gqn.evaluate import SCENES, evaluate, fit_scenes, format_table
+from gqn.evaluate import SCENES, evaluate, fit_scenes, format_table, gain_over_baselines
 from gqn.files import atomic_write, write_json
 from gqn.images import save_animation, save_image
 from gqn.plots import training_curves
@@ -80,7 +82,13 @@ def demo(
             **{**RECIPE, **recipe},
         )
         print(f"training {cfg.config} for up to {minutes:g} minutes (step {done} of {steps}) in {run_dir}")
-        train(cfg)
+        started = time.monotonic()
+        result = train(cfg)
+        took = time.monotonic() - started
+        print(
+            f"trained {result.step - done} steps in {took / 60:.1f} minutes ({took / max(1, result.step - done):.2f} s "
+            f"per step of {cfg.batch_size} scenes), step {result.step} in all"
+        )
     last = checkpoint_dir(run_dir) / "last.pt"
     if not last.exists():
         raise GQNError(f"{run_dir}: training wrote no checkpoint")
@@ -99,6 +107,7 @@ def demo(
             f.write(format_table(report) + "\n")
         write_json(report, files["eval_json"])
     print((files["eval"]).read_text(), end="")
+    print(verdict(json.loads(files["eval_json"].read_text())))
 
     orbit = orbit_cameras(camera_path(test.dataset_name))
     models = [("", model, last)]
@@ -114,6 +123,23 @@ def demo(
             save_animation(render_orbit(m, s.frames, s.cameras, orbit, context=3), orbit_gif)
         files[f"{prefix}grid"], files[f"{prefix}orbit"] = grid_png, orbit_gif
     return files
+
+
+def verdict(report: dict) -> str:
+    """What the eval table means for the pictures: whether the model's prediction beats copying
+    the context (the better baseline at 3 context views), and what to do if it does not."""
+    k = min(3, max(map(int, report["results"])))
+    gain = gain_over_baselines(report, k)
+    if gain > 0:
+        return (
+            f"at step {report['step']} the prior-mean prediction beats both baselines by {gain:.2f} dB at "
+            f"K = {k}: grid.png and orbit.gif show what it has learned so far; more steps sharpen it"
+        )
+    return (
+        f"at step {report['step']} the prior-mean prediction is {-gain:.2f} dB worse than copying a context "
+        f"view (K = {k}): too few steps to learn the scenes, so grid.png and orbit.gif show dark or "
+        f"blurred blobs, not objects; a re-run continues training from this step (--minutes: how long)"
+    )
 
 
 DESCRIPTIONS = {

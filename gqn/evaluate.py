@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from gqn.arguments import HelpFormatter, checkpoint, data
 from gqn.cameras import forward
@@ -152,8 +153,10 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 20,
     device: str | torch.device = "cpu",
+    progress: bool = True,
 ) -> dict:
-    """The report described in the module docstring, as a JSON-ready dict."""
+    """The report described in the module docstring, as a JSON-ready dict; a progress bar on
+    stderr counts the scenes of every context size."""
     if max(contexts) >= dataset.views:
         raise GQNError(
             f"--context {max(contexts)}: scenes have {dataset.views} views, so at most {dataset.views - 1}"
@@ -161,6 +164,9 @@ def evaluate(
     orders = view_orders(dataset, scenes, seed)
     queries = min(MAX_QUERIES, dataset.views - max(contexts))
     results = {}
+    bar = tqdm(
+        total=scenes * len(contexts), unit="scene", desc="eval", disable=not progress or None, file=sys.stderr
+    )
     for k in contexts:
         per_scene: dict[str, dict[str, list[float]]] = {
             m: {"mse": [], "psnr": [], "ssim": []} for m in METHODS
@@ -199,6 +205,7 @@ def evaluate(
             for method, scores in view_metrics(views, x[:, k:]).items():
                 for name, values in scores.items():
                     per_view[method][name] += values
+            bar.update(len(part))
         dims = query_x[0].numel()
         mean = {key: float(np.mean(v)) for key, v in elbo.items()}
         results[str(k)] = {
@@ -216,6 +223,7 @@ def evaluate(
                 **{m: {name: float(np.mean(v)) for name, v in per_view[m].items()} for m in VIEW_METHODS},
             },
         }
+    bar.close()
     return {
         "dataset": dataset.dataset_name,
         "split": dataset.source.split,

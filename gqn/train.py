@@ -110,16 +110,10 @@ def train(cfg: TrainConfig) -> Result:
         net = torch.compile(net)
     log = RunLog(cfg.run_dir, resume_step=step if cfg.resume else None) if lead else None
     stop = StopSignals()
-    bar = tqdm(
-        total=cfg.max_steps,
-        initial=step,
-        unit="step",
-        disable=not lead or None,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
+    bar = progress_bar(cfg, step, lead)
     last_metrics, rate = {}, None
-    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
+    started = time.monotonic()
+    deadline = started + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
     out_of_time = False
     dims = 3 * dataset.stored_size**2 if cfg.image_size is None else 3 * cfg.image_size**2
 
@@ -214,12 +208,13 @@ def train(cfg: TrainConfig) -> Result:
                             scenes_s=f"{rate:.1f}",
                         )
 
-                # --- evaluate ---
+                # --- evaluate --- (also at the end of a run, so that a short run has one)
+                out_of_time = deadline is not None and agree(time.monotonic() >= deadline, world, device)
                 if (
                     lead
                     and held_out is not None
                     and cfg.eval_every
-                    and (step % cfg.eval_every == 0 or step == cfg.max_steps)
+                    and (step % cfg.eval_every == 0 or step == cfg.max_steps or out_of_time)
                 ):
                     evaluate_held_out(
                         unwrap(net),
@@ -232,10 +227,13 @@ def train(cfg: TrainConfig) -> Result:
                         dims,
                         images=cfg.image_every and step % cfg.image_every == 0,
                     )
-                bar.update(1)
+                if deadline is None:
+                    bar.update(1)
+                else:  # the minutes of the time limit, the step in front
+                    bar.set_description(f"step {step}", refresh=False)
+                    bar.update(min(cfg.max_minutes, (time.monotonic() - started) / 60) - bar.n)
 
                 # --- save ---
-                out_of_time = deadline is not None and agree(time.monotonic() >= deadline, world, device)
                 done = step >= cfg.max_steps or stop.received or out_of_time
                 if step % cfg.checkpoint_every == 0 or done:
                     checkpoint = save() or checkpoint
@@ -252,6 +250,16 @@ def train(cfg: TrainConfig) -> Result:
             f"stopped by {why} at step {step}; checkpoint {checkpoint}; continue with --resume {cfg.run_dir}"
         )
     return Result(step, checkpoint, last_metrics, stop.received)
+
+
+def progress_bar(cfg: TrainConfig, step: int, lead: bool) -> tqdm:
+    """Steps towards --max-steps; for a run that --max-minutes bounds, the minutes, which is what
+    it will really do (its steps towards a far --max-steps would promise hundreds of hours)."""
+    shown = dict(disable=not lead or None, file=sys.stderr, dynamic_ncols=True)
+    if cfg.max_minutes > 0:
+        form = "{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total:g} min [{elapsed}<{remaining}{postfix}]"
+        return tqdm(total=cfg.max_minutes, desc=f"step {step}", bar_format=form, **shown)
+    return tqdm(total=cfg.max_steps, initial=step, unit="step", **shown)
 
 
 def add_parser(sub) -> None:

@@ -472,3 +472,21 @@ def test_bits_per_dim_known_answers():
     assert bits_per_dim(0.0, 12288) == pytest.approx(7.994353, abs=1e-6)
     # One more bit per dimension is D ln 2 nats.
     assert bits_per_dim(12288 * math.log(2), 12288) == pytest.approx(8.994353, abs=1e-6)
+
+
+def test_a_run_stopped_by_its_time_limit_ends_with_a_held_out_evaluation(data, tmp_path):
+    """Shorter than --eval-every, it still has a held-out point for curves.png."""
+    result = train(tiny(data, tmp_path, max_steps=1000, eval_every=1000, max_minutes=1e-9))
+    assert result.step == 1  # the limit passed during the first step
+    assert [r["step"] for r in read_metrics(tmp_path, "eval")] == [1]
+
+
+def test_a_time_limited_run_counts_minutes_not_steps():
+    from gqn.train import progress_bar
+
+    timed = progress_bar(TrainConfig(max_steps=100_000, max_minutes=10), step=40, lead=True)
+    assert (timed.total, timed.n) == (10, 0)
+    plain = progress_bar(TrainConfig(max_steps=2000), step=40, lead=True)
+    assert (plain.total, plain.n) == (2000, 40)
+    timed.close()
+    plain.close()

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gqn.arguments import HelpFormatter, checkpoint, data
+from gqn.arguments import MODEL_DATA, HelpFormatter, checkpoint, data
 from gqn.checkpoint import load_model
 from gqn.data import SceneDataset, model_inputs, view_inputs
 from gqn.defaults import open_dataset
@@ -211,7 +211,7 @@ def add_parser(sub) -> None:
         help="representation, pruning, feature-map and canvas studies",
         description=__doc__,
         formatter_class=HelpFormatter,
-        parents=[checkpoint(), data()],
+        parents=[checkpoint(), data(default=MODEL_DATA)],
     )
     p.add_argument(
         "--scenes",

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gqn.arguments import HelpFormatter, checkpoint, data
+from gqn.arguments import MODEL_DATA, HelpFormatter, checkpoint, data
 from gqn.cameras import forward
 from gqn.checkpoint import is_pretrained, load_model
 from gqn.data import SceneDataset, view_inputs
@@ -270,7 +270,7 @@ def add_parser(sub) -> None:
         help="ELBO, MSE, PSNR and SSIM on held-out scenes, with two baselines",
         description=__doc__,
         formatter_class=HelpFormatter,
-        parents=[checkpoint(), data()],
+        parents=[checkpoint(), data(default=MODEL_DATA)],
     )
     p.add_argument(
         "--scenes",

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gqn.arguments import HelpFormatter, checkpoint, data, hidden_alias, scene
+from gqn.arguments import MODEL_DATA, HelpFormatter, checkpoint, data, hidden_alias, scene
 from gqn.cameras import (
     ROOM_EYE_HEIGHT,
     ROOM_RING_RADIUS,
@@ -190,11 +190,11 @@ def add_parser(sub) -> None:
         help="novel views: a prediction grid, or an orbit GIF",
         description=__doc__,
         formatter_class=HelpFormatter,
-        parents=[checkpoint(), data(), scene(own, type=str, default="0")],
+        parents=[checkpoint(), data(default=MODEL_DATA), scene(own, type=str, default="0")],
     )
     p.add_argument("--context", type=int, default=3, help="context views")
     p.add_argument("--samples", type=int, default=4, help="prior samples in the grid")
-    p.add_argument("--orbit", action="store_true", help="an orbit GIF instead of the grid")
+    p.add_argument("--orbit", action="store_true", help="an orbit animation instead of the grid")
     p.add_argument("--frames", type=int, default=ORBIT_FRAMES, help="orbit frames (one full turn)")
     p.add_argument(
         "--pitch", type=float, default=None, help="orbit pitch in radians (sphere path; default π/8)"

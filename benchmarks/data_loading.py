@@ -21,7 +21,7 @@ import numpy as np
 from gqn.data import Scene, SceneDataset, make_loader, read_scenes, write_scenes
 
 REFERENCE = (
-    Path(__file__).resolve().parents[2] / "shared/reference/shepard_metzler_5_parts/test/1-of-1.tfrecord"
+    Path(__file__).resolve().parents[1] / "examples/reference/shepard_metzler_5_parts/test/1-of-1.tfrecord"
 )
 
 

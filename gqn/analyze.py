@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -28,16 +29,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from gqn.arguments import HelpFormatter, checkpoint, data
+from gqn.arguments import MODEL_DATA, HelpFormatter, checkpoint, data
 from gqn.checkpoint import load_model
 from gqn.data import SceneDataset, model_inputs, view_inputs
 from gqn.defaults import open_dataset
-from gqn.evaluate import context_then_query, evaluate, view_orders
+from gqn.errors import GQNError
+from gqn.evaluate import context_then_query, evaluate, fit_scenes, view_orders
 from gqn.files import atomic_write, write_json
-from gqn.images import grid, save_png
+from gqn.images import grid, save_image
 from gqn.model import GQN
 from gqn.render import to_uint8
+
+SCENES = 12  # in the representation study
+PRUNE_SCENES = 20  # evaluated per pruning level
 
 
 def _save_figure(fig, path: Path) -> str:
@@ -49,13 +55,13 @@ def _save_figure(fig, path: Path) -> str:
 
 @torch.no_grad()
 def representations(
-    model: GQN, ds: SceneDataset, scenes: int = 12, sets: int = 8, context: int = 3, seed: int = 0
+    model: GQN, ds: SceneDataset, scenes: int = SCENES, sets: int = 8, context: int = 3, seed: int = 0
 ) -> dict:
     """r of each scene from `sets` random context sets: vectors (scenes * sets, D) and the distance ratio.
     A representation of the query camera (epipolar) is taken at the scene's view 0, never in the context."""
     rng = np.random.default_rng(seed)
     vectors, labels = [], []
-    for i in range(scenes):
+    for i in tqdm(range(scenes), desc="representations", unit="scene", disable=None, file=sys.stderr):
         specs = [(i, (*(1 + rng.permutation(ds.views - 1)[:context]), 0)) for _ in range(sets)]
         context_x, context_v, _, query_v = model_inputs(ds.get_views(specs))
         r = model.represent(context_x, context_v, query_v)
@@ -112,12 +118,12 @@ def pruning(
     model: GQN,
     ds: SceneDataset,
     sigma: float,
-    scenes: int = 20,
+    scenes: int = PRUNE_SCENES,
     fractions=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
 ) -> list[dict]:
     """ELBO and prior-mean PSNR (3 context views) with the smallest weights zeroed, per fraction."""
     rows = []
-    for fraction in fractions:
+    for fraction in tqdm(fractions, desc="pruning", unit="level", disable=None, file=sys.stderr):
         report = evaluate(
             prune(model, fraction),
             ds,
@@ -125,6 +131,7 @@ def pruning(
             contexts=(min(3, ds.views - 1),),
             samples=0,
             sigma=sigma,
+            progress=False,
         )
         r = next(iter(report["results"].values()))
         rows.append(
@@ -172,9 +179,9 @@ def analyze(
     ds: SceneDataset,
     out: str | os.PathLike,
     sigma: float,
-    scenes: int = 12,
+    scenes: int = SCENES,
     sets: int = 8,
-    prune_scenes: int = 20,
+    prune_scenes: int = PRUNE_SCENES,
 ) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,8 +190,10 @@ def analyze(
     files = {
         "representations": plot_representations(study, out / "representations.png"),
         "pruning": plot_pruning(rows, out / "pruning.png"),
-        "features": save_png(grid(feature_maps(model, ds), 8, scale=4), out / "features.png"),
-        "canvas": save_png(grid(canvas(model, ds), model.config.L + 1, scale=2), out / "canvas.png"),
+        "features": save_image(grid(feature_maps(model, ds), 8, scale=4), out / "features.png"),
+        "canvas": save_image(
+            grid(canvas(model, ds, min(3, len(ds))), model.config.L + 1, scale=2), out / "canvas.png"
+        ),
     }
     numbers = {
         "representations": {k: study[k] for k in ("within", "between", "ratio")}
@@ -202,19 +211,33 @@ def add_parser(sub) -> None:
         help="representation, pruning, feature-map and canvas studies",
         description=__doc__,
         formatter_class=HelpFormatter,
-        parents=[checkpoint(), data()],
+        parents=[checkpoint(), data(default=MODEL_DATA)],
     )
-    p.add_argument("--scenes", type=int, default=12, help="scenes in the representation study")
+    p.add_argument(
+        "--scenes",
+        type=int,
+        default=None,
+        help=f"scenes in the representation study (default: {SCENES}, or all the split has if fewer)",
+    )
     p.add_argument("--sets", type=int, default=8, help="context sets per scene in the representation study")
-    p.add_argument("--prune-scenes", type=int, default=20, help="scenes evaluated per pruning level")
+    p.add_argument(
+        "--prune-scenes",
+        type=int,
+        default=None,
+        help=f"scenes evaluated per pruning level (default: {PRUNE_SCENES}, or all the split has if fewer)",
+    )
     p.add_argument("--out", required=True, help="folder for the PNGs and analysis.json")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     model, loaded = load_model(args.checkpoint)
-    ds = open_dataset(args.data, args.split, model.config.image_size)
-    numbers = analyze(model, ds, args.out, loaded.sigma, args.scenes, args.sets, args.prune_scenes)
+    ds = open_dataset(args.data, args.split, model.config.image_size, loaded.dataset)
+    scenes = fit_scenes(args.scenes, SCENES, ds)
+    if scenes < 2:
+        raise GQNError(f"--scenes {scenes}: the representation study compares scenes, so at least 2")
+    prune_scenes = fit_scenes(args.prune_scenes, PRUNE_SCENES, ds, "--prune-scenes")
+    numbers = analyze(model, ds, args.out, loaded.sigma, scenes, args.sets, prune_scenes)
     print(f"representations: within/between distance ratio {numbers['representations']['ratio']:.3f}")
     for row in numbers["pruning"]:
         print(

@@ -13,10 +13,19 @@ from __future__ import annotations
 import argparse
 
 MODEL_HELP = "a checkpoint file, a run folder, pretrained:NAME or a .safetensors file"
+MODEL_DATA = "the built-in data of the dataset the model was trained on"  # what --data defaults to
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples in each description as written and shows defaults."""
+    """Keeps the examples in each description as written and states each default once: a help
+    that already says its default, and a default of None (nothing given), False (a switch left
+    off) or [] (a flag to repeat), get no "(default: ...)" appended."""
+
+    def _get_help_string(self, action):
+        unsaid = action.default is None or action.default is False or action.default == []
+        if unsaid or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def checkpoint(help: str = MODEL_HELP) -> argparse.ArgumentParser:
@@ -26,10 +35,11 @@ def checkpoint(help: str = MODEL_HELP) -> argparse.ArgumentParser:
     return p
 
 
-def data(split: bool = True) -> argparse.ArgumentParser:
-    """--data ROOT/DATASET (default: the built-in data) and, unless split=False, --split."""
+def data(split: bool = True, default: str = "the built-in data") -> argparse.ArgumentParser:
+    """--data ROOT/DATASET (`default` says what a verb reads without it) and, unless split=False,
+    --split."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
+    p.add_argument("--data", default=None, help=f"ROOT/DATASET (default: {default})")
     if split:
         p.add_argument("--split", default="test", help="split of the dataset")
     return p

@@ -15,6 +15,7 @@ Training checkpoints. A checkpoint is a `torch.save`d dict of tensors and plain 
     step                   optimizer steps taken
     model_config           the GQNConfig fields: enough to rebuild the model
     train_config           the TrainConfig fields the run was started with
+    dataset                the name of the dataset it learned from (its folder in the layout)
     model, optimizer       state dicts
     rng                    torch CPU (and CUDA) generator states
     data                   the sampler's position: epoch and batch within it
@@ -47,6 +48,7 @@ from pathlib import Path
 import torch
 
 from gqn import __version__
+from gqn.data.table import SPLITS
 from gqn.errors import GQNError
 from gqn.files import atomic_write, write_json
 from gqn.model import GQN, GQNConfig
@@ -69,14 +71,17 @@ class Loaded:
     origin: dict | None = None  # pretrained weights: their name, step and training commands
     train_config: dict = field(default_factory=dict)  # checkpoints: the TrainConfig fields of the run
     init_origin: dict | None = None  # checkpoints: the pretrained weights the run started from
+    dataset: str | None = None  # the dataset it learned from, where known: verbs default to its data
 
 
-def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GQN, Loaded]:
+def load_model(
+    source: str | os.PathLike, device: str | torch.device = "cpu", flag: str | None = None
+) -> tuple[GQN, Loaded]:
     """A trained model, in eval mode, from a checkpoint file, a run folder, "pretrained:NAME" or a
-    .safetensors file; and what it knows about itself."""
+    .safetensors file; and what it knows about itself. `flag`: how the user named it, for errors."""
     if is_pretrained(source):
         return load_weights(source, device)
-    path = resolve(str(source), None)
+    path = resolve(str(source), flag=flag)
     state = load_checkpoint(path, map_location=device)
     loaded = describe(path, state)
     model = GQN(loaded.config).to(device)
@@ -123,24 +128,24 @@ def list_steps(run_dir: str | os.PathLike) -> list[int]:
     return sorted(int(m.group(1)) for n in os.listdir(folder) if (m := _STEP_FILE.match(n)))
 
 
-def resolve(resume: str, run_dir: str | os.PathLike | None) -> Path:
-    """The checkpoint `--resume` names: a file, a run folder (its last.pt) or a step number."""
-    if resume.isdigit():
-        if run_dir is None:
-            raise GQNError(f"--resume {resume}: a step number needs --run-dir")
-        path = checkpoint_dir(run_dir) / f"step-{int(resume):08d}.pt"
+def resolve(source: str, run_dir: str | os.PathLike | None = None, flag: str | None = None) -> Path:
+    """The checkpoint `source` names: a file, a run folder (its last.pt) or, given `run_dir`, a
+    step number of that run. `flag` is how the user passed it (`--resume`), for the errors."""
+    said = f"{flag} {source}" if flag else source
+    if source.isdigit() and run_dir is not None:
+        path = checkpoint_dir(run_dir) / f"step-{int(source):08d}.pt"
         if not path.exists():
             steps = ", ".join(map(str, list_steps(run_dir))) or "none"
-            raise GQNError(f"--resume {resume}: no checkpoint of step {resume} in {run_dir} (steps: {steps})")
+            raise GQNError(f"{said}: no checkpoint of step {source} in {run_dir} (steps: {steps})")
         return path
-    p = Path(resume)
+    p = Path(source)
     if p.is_dir():
         for candidate in (checkpoint_dir(p) / "last.pt", p / "last.pt"):
             if candidate.exists():
                 return candidate
-        raise GQNError(f"--resume {resume}: no checkpoints/last.pt in this folder")
+        raise GQNError(f"{said}: no checkpoints/last.pt in this folder")
     if not p.exists():
-        raise GQNError(f"--resume {resume}: no such file or folder")
+        raise GQNError(f"{said}: no such file or folder")
     return p
 
 
@@ -177,6 +182,7 @@ def training_state(
     position: dict,
     device: torch.device,
     init_origin: dict | None = None,
+    dataset: str | None = None,
 ) -> dict:
     """The checkpoint of a training run at `step` (the layout in the module docstring)."""
     rng = {
@@ -191,6 +197,7 @@ def training_state(
         "optimizer": optimizer.state_dict(),
         "rng": rng,
         "data": dict(position),
+        "dataset": dataset,
         **({"init_origin": init_origin} if init_origin else {}),
     }
 
@@ -224,7 +231,18 @@ def describe(path: str | os.PathLike, state: dict) -> Loaded:
         config=GQNConfig.from_dict(state["model_config"], where=str(path)),
         train_config=state.get("train_config", {}),
         init_origin=state.get("init_origin"),
+        dataset=state.get("dataset") or dataset_of(state.get("train_config", {}).get("data")),
     )
+
+
+def dataset_of(data: str | None) -> str | None:
+    """The dataset a --data path names (ROOT/DATASET, a split folder or a file of it): for
+    checkpoints written before they recorded it."""
+    if not data:
+        return None
+    path = Path(data)
+    path = path.parent if path.suffix == ".tfrecord" else path
+    return (path.parent if path.name in SPLITS else path).name
 
 
 def run_sigma(state: dict) -> float:
@@ -327,7 +345,7 @@ def load_weights(source: str | os.PathLike, device: str | torch.device = "cpu") 
     model.load_state_dict(tensors)
     model.to(device).eval()
     origin = {k: meta[k] for k in ("name", "step", "trained_with")}
-    return model, Loaded(str(path), meta["step"], meta["sigma"], config, origin)
+    return model, Loaded(str(path), meta["step"], meta["sigma"], config, origin, dataset=meta.get("dataset"))
 
 
 def save_weights(

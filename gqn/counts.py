@@ -6,7 +6,10 @@ gqn model --config small --context 3
 
 from __future__ import annotations
 
+import sys
+
 import torch
+from tqdm import tqdm
 
 from gqn.arguments import HelpFormatter
 from gqn.config import get_config
@@ -27,17 +30,21 @@ def count_parameters(model: GQN) -> dict[str, int]:
 
 
 def count_flops(model: GQN, context: int = 5, image_size: int | None = None) -> dict[str, int]:
-    """FLOPs (a multiply-add counts 2) of one training example: forward, and forward + backward."""
+    """FLOPs (a multiply-add counts 2) of one training example: forward, and forward + backward;
+    a progress bar on stderr counts the two passes (half a minute for the paper's model on a CPU)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     size = image_size or model.config.image_size
     x = torch.rand(1, context, X_CHANNELS, size, size)
     v = torch.rand(1, context, V_DIM)
     qx, qv = torch.rand(1, X_CHANNELS, size, size), torch.rand(1, V_DIM)
-    with FlopCounterMode(display=False) as fwd:
-        model(x, v, qx, qv, sigma=1.0)
-    with FlopCounterMode(display=False) as both:
-        model(x, v, qx, qv, sigma=1.0)["loss"].backward()
+    with tqdm(total=2, desc="counting FLOPs", unit="pass", disable=None, file=sys.stderr) as bar:
+        with FlopCounterMode(display=False) as fwd:
+            model(x, v, qx, qv, sigma=1.0)
+        bar.update()
+        with FlopCounterMode(display=False) as both:
+            model(x, v, qx, qv, sigma=1.0)["loss"].backward()
+        bar.update()
     model.zero_grad(set_to_none=True)
     return {"forward": fwd.get_total_flops(), "train": both.get_total_flops()}
 

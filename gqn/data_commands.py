@@ -13,7 +13,8 @@ from tqdm import tqdm
 from gqn.arguments import HelpFormatter, scene
 from gqn.data.index import record_index
 from gqn.data.layout import LAYOUT, discover
-from gqn.data.table import DATASETS, get_dataset
+from gqn.data.table import DATASETS, get_dataset, parse_file_name
+from gqn.defaults import DATASET, default_data
 from gqn.errors import GQNError
 
 
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "examples:\n  gqn data list\n  gqn data list shepard_metzler_5_parts",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("name", nargs="?", metavar="DATASET")
+    p.add_argument("name", nargs="?", metavar="DATASET", help="an official dataset: list its file names")
     p.set_defaults(run=run_list)
 
     p = verbs.add_parser(
@@ -44,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "example:\n  gqn data info data/shepard_metzler_5_parts",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", help="a root of datasets, a dataset or split folder, or a file")
     p.set_defaults(run=run_info)
 
     p = verbs.add_parser(
@@ -55,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "example:\n  gqn data verify data/shepard_metzler_5_parts --workers 2",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", help="a root of datasets, a dataset or split folder, or a file")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="processes")
     p.set_defaults(run=run_verify)
 
@@ -70,13 +71,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "example:\n  gqn data synth shepard_metzler_5_parts --out data --train-scenes 2000 --test-scenes 200",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("dataset", metavar="DATASET", help="the dataset to render, by its official name")
     p.add_argument("--out", required=True, metavar="ROOT", help="root folder of the layout")
-    p.add_argument("--train-scenes", type=int, default=2000)
-    p.add_argument("--test-scenes", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-scenes", type=int, default=2000, help="scenes in the train split")
+    p.add_argument("--test-scenes", type=int, default=200, help="scenes in the test split")
+    p.add_argument("--seed", type=int, default=0, help="scene i of a split is drawn from (seed, split, i)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="rendering processes")
-    p.add_argument("--scenes-per-file", type=int, default=1000)
+    p.add_argument("--scenes-per-file", type=int, default=1000, help="scenes per TFRecord file")
     p.set_defaults(run=run_synth)
 
     p = verbs.add_parser(
@@ -89,9 +90,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "  gqn data download rooms_ring_camera --dest data --range 1-100 --jobs 8",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("dataset", metavar="DATASET", help="an official dataset (gqn data list)")
     p.add_argument("--dest", default="data", metavar="ROOT", help="root folder of the layout")
-    p.add_argument("--split", choices=["train", "test", "all"], default="all")
+    p.add_argument("--split", choices=["train", "test", "all"], default="all", help="the split(s) to fetch")
     p.add_argument(
         "--files", type=int, default=None, metavar="N", help="only the first N files of each split"
     )
@@ -108,9 +109,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "builtin",
         help="the built-in default data: render it once if needed, print its path",
         description="The data `gqn train` uses without --data: synthetic shepard_metzler_5_parts,\n"
-        "10,000 train and 500 test scenes, rendered once into the cache (~/.cache/gqn/data).\n\n"
-        "example:\n  gqn data builtin",
+        "10,000 train and 500 test scenes, rendered once into the cache (~/.cache/gqn/data).\n"
+        "Another synthesizable DATASET has its own, which gqn eval, render and analyze open\n"
+        "without --data for a model trained on that dataset.\n\n"
+        "examples:\n  gqn data builtin\n  gqn data builtin rooms_ring_camera",
         formatter_class=HelpFormatter,
+    )
+    p.add_argument(
+        "dataset", nargs="?", default=DATASET, metavar="DATASET", help="a dataset gqn data synth renders"
     )
     p.set_defaults(run=run_builtin)
 
@@ -122,12 +128,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "example:\n  gqn data compare data/shepard_metzler_5_parts --reference examples/reference --out compare.png",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", help="the synthetic data")
     p.add_argument("--reference", required=True, help="real data (a file or folder)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="split of both datasets")
     p.add_argument("--scenes", type=int, default=4, help="synthetic scenes to show")
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--scale", type=int, default=2)
+    p.add_argument("--out", required=True, help="picture to write, in the format of its extension")
+    p.add_argument("--scale", type=int, default=2, help="enlarge each view this many times")
     p.set_defaults(run=run_compare)
 
     p = verbs.add_parser(
@@ -139,9 +145,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
         parents=[scene()],
     )
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", help="a root of datasets, a dataset or split folder, or a file")
     p.add_argument("--split", default="test", help="split, where PATH holds several")
-    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--out", required=True, help="picture to write, in the format of its extension")
     p.add_argument("--scale", type=int, default=2, help="enlarge each view this many times")
     p.set_defaults(run=run_show)
 
@@ -175,6 +181,14 @@ def run_list(args) -> int:
     return 0
 
 
+def file_count(files: list[str]) -> str:
+    """How many files a split has: "5/900" where the names say the set is larger (`i-of-900`, a
+    partial copy), else just the count (a whole set, official or rendered by gqn data synth)."""
+    totals = {parsed[1] for f in files if (parsed := parse_file_name(os.path.basename(f)))}
+    total = totals.pop() if len(totals) == 1 else None
+    return f"{len(files)}/{total}" if total and len(files) < total else f"{len(files)}"
+
+
 def run_info(args) -> int:
     from gqn.data.dataset import SceneDataset
 
@@ -183,10 +197,7 @@ def run_info(args) -> int:
         ds = SceneDataset(split.files[0])
         scenes = sum(len(record_index(f)) for f in split.files)
         size = sum(os.path.getsize(f) for f in split.files)
-        info = split.info
-        files = f"{len(split.files)}" + (
-            f"/{info.files(split.split)}" if info and split.split in ("train", "test") else ""
-        )
+        files = file_count(split.files)
         rows.append(
             (
                 split.dataset,
@@ -285,7 +296,12 @@ def run_download(args) -> int:
     selection = (args.dataset, args.dest, args.split, args.files, parse_range(args.range))
     if args.dry_run:
         jobs = plan(*selection, base_url=args.base_url or BASE_URL)
-        size = head_sizes(jobs, args.timeout, args.jobs)
+        size, unsized = head_sizes(jobs, args.timeout, args.jobs)
+        if unsized:
+            raise GQNError(
+                f"{len(unsized)} of {len(jobs)} files could not be sized, so there is no estimate "
+                f"(is the network reachable? --base-url names a mirror): {unsized[0]}"
+            )
         hours = {mbit: size * 8 / (mbit * 1e6) / 3600 for mbit in (100, 1000)}
         print(
             f"{len(jobs)} files, {human_bytes(size)} left to fetch: {hours[100]:.1f} h at 100 Mbit/s, "
@@ -302,9 +318,7 @@ def run_download(args) -> int:
 
 
 def run_builtin(args) -> int:
-    from gqn.defaults import default_data
-
-    print(default_data())
+    print(default_data(dataset=args.dataset))
     return 0
 
 
@@ -312,7 +326,7 @@ def run_compare(args) -> int:
     import numpy as np
 
     from gqn.data.dataset import SceneDataset
-    from gqn.images import grid, save_png
+    from gqn.images import grid, save_image
 
     real = SceneDataset(args.reference, split=args.split)
     ours = SceneDataset(args.path, split=args.split)
@@ -323,7 +337,7 @@ def run_compare(args) -> int:
         r if r.shape[1] == size else r.repeat(size // r.shape[1], 1).repeat(size // r.shape[1], 2)
         for r in rows
     ]
-    path = save_png(grid(np.concatenate(rows), columns, scale=args.scale), args.out)
+    path = save_image(grid(np.concatenate(rows), columns, scale=args.scale), args.out)
     print(
         f"wrote {path}: row 1 real ({real.dataset_name}), rows 2-{len(rows)} {ours.dataset_name}, {columns} views each"
     )
@@ -332,7 +346,7 @@ def run_compare(args) -> int:
 
 def run_show(args) -> int:
     from gqn.data.dataset import SceneDataset
-    from gqn.images import grid, save_png
+    from gqn.images import grid, save_image
 
     ds = SceneDataset(args.path, split=args.split)
     if not 0 <= args.scene < len(ds):
@@ -345,6 +359,6 @@ def run_show(args) -> int:
         for i, (x, y, z, yaw, pitch) in enumerate(scene.cameras.tolist())
     ]
     columns = min(5, len(captions))
-    path = save_png(grid(scene.frames, columns, captions, scale=args.scale), args.out)
+    path = save_image(grid(scene.frames, columns, captions, scale=args.scale), args.out)
     print(f"wrote {path}: scene {args.scene} of {ds.source.dataset}/{ds.source.split}, {len(captions)} views")
     return 0

@@ -17,18 +17,20 @@ than the last checkpoint.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 
 from gqn.arguments import HelpFormatter, data, scene
 from gqn.checkpoint import available, checkpoint_dir, list_steps, load_model
 from gqn.defaults import dataset_path, open_dataset
 from gqn.errors import GQNError
-from gqn.evaluate import evaluate, format_table
+from gqn.evaluate import SCENES, evaluate, fit_scenes, format_table, gain_over_baselines
 from gqn.files import atomic_write, write_json
-from gqn.images import save_png
+from gqn.images import save_animation, save_image
 from gqn.plots import training_curves
-from gqn.render import camera_path, orbit_cameras, render_grid, render_orbit, write_gif
+from gqn.render import camera_path, orbit_cameras, render_grid, render_orbit
 from gqn.train import TrainConfig, train
 
 # The shipped shepard_metzler_5_parts weights' recipe: ten minutes of it are its warm-up's first
@@ -53,7 +55,7 @@ def demo(
     minutes: float = 10.0,
     steps: int = 100_000,
     data: str | os.PathLike | None = None,
-    eval_scenes: int = 100,
+    eval_scenes: int | None = None,
     scene: int = 0,
     workers: int = 1,
     **recipe,
@@ -70,6 +72,7 @@ def demo(
     test = open_dataset(data, "test")
     if not 0 <= scene < len(test):
         raise GQNError(f"--scene {scene}: {test.dataset_name}/test has scenes 0..{len(test) - 1}")
+    eval_scenes = fit_scenes(eval_scenes, SCENES, test, "--eval-scenes")
 
     # --- train (or continue) ---
     done = max(list_steps(run_dir), default=0)
@@ -88,7 +91,13 @@ def demo(
             **{**RECIPE, **recipe},
         )
         print(f"training {cfg.config} for up to {minutes:g} minutes (step {done} of {steps}) in {run_dir}")
-        train(cfg)
+        started = time.monotonic()
+        result = train(cfg)
+        took = time.monotonic() - started
+        print(
+            f"trained {result.step - done} steps in {took / 60:.1f} minutes ({took / max(1, result.step - done):.2f} s "
+            f"per step of {cfg.batch_size} scenes), step {result.step} in all"
+        )
     last = checkpoint_dir(run_dir) / "last.pt"
     if not last.exists():
         raise GQNError(f"{run_dir}: training wrote no checkpoint")
@@ -107,6 +116,7 @@ def demo(
             f.write(format_table(report) + "\n")
         write_json(report, files["eval_json"])
     print((files["eval"]).read_text(), end="")
+    print(verdict(json.loads(files["eval_json"].read_text())))
 
     orbit = orbit_cameras(camera_path(test.dataset_name))
     models = [("", model, last)]
@@ -117,11 +127,28 @@ def demo(
         s = open_dataset(data, "test", m.config.image_size)[scene]  # the frame size it learned from
         grid_png, orbit_gif = out / f"{prefix}grid.png", out / f"{prefix}orbit.gif"
         if not fresh(grid_png, source):
-            save_png(render_grid(m, s.frames, s.cameras, context=3), grid_png)
+            save_image(render_grid(m, s.frames, s.cameras, context=3), grid_png)
         if not fresh(orbit_gif, source):
-            write_gif(render_orbit(m, s.frames, s.cameras, orbit, context=3), orbit_gif)
+            save_animation(render_orbit(m, s.frames, s.cameras, orbit, context=3), orbit_gif)
         files[f"{prefix}grid"], files[f"{prefix}orbit"] = grid_png, orbit_gif
     return files
+
+
+def verdict(report: dict) -> str:
+    """What the eval table means for the pictures: whether the model's prediction beats copying
+    the context (the better baseline at 3 context views), and what to do if it does not."""
+    k = min(3, max(map(int, report["results"])))
+    gain = gain_over_baselines(report, k)
+    if gain > 0:
+        return (
+            f"at step {report['step']} the prior-mean prediction beats both baselines by {gain:.2f} dB at "
+            f"K = {k}: grid.png and orbit.gif show what it has learned so far; more steps sharpen it"
+        )
+    return (
+        f"at step {report['step']} the prior-mean prediction is {-gain:.2f} dB worse than copying a context "
+        f"view (K = {k}): too few steps to learn the scenes, so grid.png and orbit.gif show dark or "
+        f"blurred blobs, not objects; a re-run continues training from this step (--minutes: how long)"
+    )
 
 
 DESCRIPTIONS = {
@@ -147,7 +174,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="out", help="folder for everything")
     p.add_argument("--minutes", type=float, default=10.0, help="training time of this run (0: no limit)")
     p.add_argument("--steps", type=int, default=100_000, help="stop training at this step")
-    p.add_argument("--eval-scenes", type=int, default=100, help="held-out scenes in the eval table")
+    p.add_argument(
+        "--eval-scenes",
+        type=int,
+        default=None,
+        help=f"held-out scenes in the eval table (default: {SCENES}, or all the split has if fewer)",
+    )
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     p.add_argument("--config", default=RECIPE["config"], help="model preset or JSON file")
     p.add_argument("--batch-size", type=int, default=RECIPE["batch_size"], help="scenes per step")

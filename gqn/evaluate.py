@@ -1,6 +1,7 @@
 """What a trained GQN scores on held-out scenes, next to two baselines: `gqn eval`.
 
     gqn eval runs/gqn --data data/shepard_metzler_5_parts --scenes 200 --context 1,3,5
+    gqn eval pretrained:rooms_ring_camera      # the built-in data of the model's own dataset
 
     from gqn.checkpoint import load_model
     from gqn.evaluate import evaluate
@@ -27,12 +28,14 @@ views after the largest context, at most 10) and scored by `gqn.metrics.view_sco
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from gqn.arguments import HelpFormatter, checkpoint, data
+from gqn.arguments import MODEL_DATA, HelpFormatter, checkpoint, data
 from gqn.cameras import forward
 from gqn.checkpoint import is_pretrained, load_model
 from gqn.data import SceneDataset, view_inputs
@@ -45,6 +48,23 @@ from gqn.model import GQN
 METHODS = ("posterior", "prior_mean", "prior_sample", "context_mean", "nearest_view")
 VIEW_METHODS = ("prior_mean", "nearest_view")  # scored for turning with the camera
 MAX_QUERIES = 10  # cameras per scene for the view metrics
+SCENES = 100  # held-out scenes evaluated, unless asked otherwise
+
+
+def fit_scenes(asked: int | None, default: int, dataset: SceneDataset, flag: str = "--scenes") -> int:
+    """The scenes to use: `asked`, which the split must have, or else `default`, shrunk (and
+    said so on stderr) to what the split has."""
+    where = f"{dataset.dataset_name}/{dataset.source.split}"
+    if asked is not None:
+        if not 1 <= asked <= len(dataset):
+            raise GQNError(f"{flag} {asked}: {where} has {len(dataset)} scenes")
+        return asked
+    if default > len(dataset):
+        print(
+            f"note: {where} has {len(dataset)} scenes, fewer than {default}: using them all", file=sys.stderr
+        )
+        return len(dataset)
+    return default
 
 
 def view_orders(dataset: SceneDataset, scenes: int, seed: int) -> list[tuple[int, np.ndarray]]:
@@ -126,15 +146,17 @@ def scene_noise(model: GQN, scenes: list[int], image: tuple[int, int], key: tupl
 def evaluate(
     model: GQN,
     dataset: SceneDataset,
-    scenes: int = 100,
+    scenes: int = SCENES,
     contexts: tuple[int, ...] = (1, 3, 5),
     samples: int = 4,
     sigma: float = 0.7,
     seed: int = 0,
     batch_size: int = 20,
     device: str | torch.device = "cpu",
+    progress: bool = True,
 ) -> dict:
-    """The report described in the module docstring, as a JSON-ready dict."""
+    """The report described in the module docstring, as a JSON-ready dict; a progress bar on
+    stderr counts the scenes of every context size."""
     if max(contexts) >= dataset.views:
         raise GQNError(
             f"--context {max(contexts)}: scenes have {dataset.views} views, so at most {dataset.views - 1}"
@@ -142,6 +164,9 @@ def evaluate(
     orders = view_orders(dataset, scenes, seed)
     queries = min(MAX_QUERIES, dataset.views - max(contexts))
     results = {}
+    bar = tqdm(
+        total=scenes * len(contexts), unit="scene", desc="eval", disable=not progress or None, file=sys.stderr
+    )
     for k in contexts:
         per_scene: dict[str, dict[str, list[float]]] = {
             m: {"mse": [], "psnr": [], "ssim": []} for m in METHODS
@@ -180,6 +205,7 @@ def evaluate(
             for method, scores in view_metrics(views, x[:, k:]).items():
                 for name, values in scores.items():
                     per_view[method][name] += values
+            bar.update(len(part))
         dims = query_x[0].numel()
         mean = {key: float(np.mean(v)) for key, v in elbo.items()}
         results[str(k)] = {
@@ -197,6 +223,7 @@ def evaluate(
                 **{m: {name: float(np.mean(v)) for name, v in per_view[m].items()} for m in VIEW_METHODS},
             },
         }
+    bar.close()
     return {
         "dataset": dataset.dataset_name,
         "split": dataset.source.split,
@@ -243,15 +270,20 @@ def add_parser(sub) -> None:
         help="ELBO, MSE, PSNR and SSIM on held-out scenes, with two baselines",
         description=__doc__,
         formatter_class=HelpFormatter,
-        parents=[checkpoint(), data()],
+        parents=[checkpoint(), data(default=MODEL_DATA)],
     )
-    p.add_argument("--scenes", type=int, default=100)
+    p.add_argument(
+        "--scenes",
+        type=int,
+        default=None,
+        help=f"held-out scenes to evaluate (default: {SCENES}, or all the split has if fewer)",
+    )
     p.add_argument("--context", default="1,3,5", help="context sizes, comma-separated")
     p.add_argument("--samples", type=int, default=4, help="prior samples per query")
     p.add_argument(
         "--sigma", type=float, default=None, help="pixel sigma of the ELBO (default: the model's at its step)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the view orders and the prior samples")
     p.add_argument(
         "--out", default=None, help="JSON file (default: eval.json beside the checkpoint's run folder)"
     )
@@ -268,9 +300,10 @@ def run(args) -> int:
     if min(contexts) < 1:
         raise GQNError(f"--context {args.context}: sizes start at 1")
     model, loaded = load_model(args.checkpoint)
-    dataset = open_dataset(args.data, args.split, model.config.image_size)
+    dataset = open_dataset(args.data, args.split, model.config.image_size, loaded.dataset)
+    scenes = fit_scenes(args.scenes, SCENES, dataset)
     sigma = loaded.sigma if args.sigma is None else args.sigma
-    report = evaluate(model, dataset, args.scenes, contexts, args.samples, sigma, args.seed)
+    report = evaluate(model, dataset, scenes, contexts, args.samples, sigma, args.seed)
     report.update(checkpoint=loaded.path, step=loaded.step)
     print(format_table(report))
     out = args.out or default_report_path(args.checkpoint, loaded.path)

@@ -1,15 +1,14 @@
 """A training checkpoint as pretrained weights: `gqn export`.
 
     gqn export runs/gqn --name shepard_metzler_5_parts --out gqn/weights --eval eval.json
-    gqn render pretrained:shepard_metzler_5_parts --scene 0 --orbit --out orbit.gif
-
-    import gqn
-    model = gqn.load_pretrained("shepard_metzler_5_parts")
+    gqn export runs/sm5-2 --earlier runs/sm5-1/checkpoints/step-00004000.pt --name sm5 --out .
 
 Writes NAME.safetensors and NAME.json (the layout is in `gqn.checkpoint`, which also reads them):
-the model's tensors, and its config, the step and pixel sigma it was trained to, the `gqn train`
-commands that reproduce it (`gqn.config.training_commands`), the SHA-256 of the weights and the
-eval table measured on it. Weights in `gqn/weights/` ship with gqn and load as `pretrained:NAME`.
+the model's tensors, and its config, the step and pixel sigma it was trained to, the dataset it
+learned from, the `gqn train` commands that reproduce it (`gqn.config.training_commands`), the
+SHA-256 of the weights and the eval table measured on it. Weights in `gqn/weights/` ship with gqn
+and load as `pretrained:NAME` wherever a verb takes a CHECKPOINT, and in Python as
+`gqn.load_pretrained(NAME)`.
 """
 
 from __future__ import annotations
@@ -41,10 +40,12 @@ def export(
 ) -> tuple[Path, Path]:
     """Write NAME.safetensors and NAME.json into `out` from a training checkpoint (or run folder);
     `earlier`: the checkpoints of earlier training stages it was resumed from, first to last."""
-    path = resolve(str(checkpoint), None)
+    if is_pretrained(checkpoint):
+        raise GQNError(f"{checkpoint}: already exported weights; gqn export takes a training checkpoint")
+    path = resolve(str(checkpoint))
     state = load_checkpoint(path)
     last = describe(path, state)
-    stages = [load_checkpoint(resolve(str(p), None)) for p in earlier] + [state]
+    stages = [load_checkpoint(resolve(str(p), flag="--earlier")) for p in earlier] + [state]
     # The weights the first stage started from, as recorded when it started (checkpoints from
     # before gqn recorded it: as they are now, which is right unless they were replaced since).
     first = describe(earlier[0], stages[0]) if earlier else last
@@ -57,7 +58,7 @@ def export(
         "model_config": state["model_config"],
         "step": last.step,
         "sigma": last.sigma,
-        "dataset": Path(train_config["data"]).name if train_config.get("data") else None,
+        "dataset": last.dataset,
         "trained_with": training_commands(name, stages, origin),
         "train_config": {k: v for k, v in train_config.items() if k not in ("run_dir", "data", "resume")},
     }

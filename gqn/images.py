@@ -1,4 +1,7 @@
-"""Image grids with captions, written as PNG files.
+"""Image grids with captions, and pictures written in the format their file name says.
+
+    save_image(grid(frames, 5), "views.png")        # or .jpg, .gif
+    save_animation(frames, "orbit.gif")             # or .png: an animated PNG
 
 Shapes: N images, H x W pixels.
 """
@@ -7,10 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from gqn.errors import GQNError
 from gqn.files import atomic_write
 
 CAPTION_HEIGHT = 12
@@ -44,8 +49,44 @@ def grid(
     return sheet
 
 
-def save_png(image: Image.Image, path: str | os.PathLike) -> str:
-    """Save atomically (temporary file, then rename); returns the path."""
+# The formats a picture is written in, by the extension of its file: a still picture, and an
+# animation (a PNG with several frames is an APNG; viewers without APNG show its first frame).
+STILL = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF"}
+ANIMATED = {".gif": "GIF", ".png": "PNG"}
+
+
+def image_format(path: str | os.PathLike, animated: bool = False) -> str:
+    """The Pillow format that `path`'s extension names, or an error saying which ones work."""
+    return file_format(path, ANIMATED if animated else STILL, "an animation" if animated else "a picture")
+
+
+def file_format(path: str | os.PathLike, formats: dict[str, str], what: str) -> str:
+    """formats[`path`'s extension], or an error saying that `what` cannot be written so and how it can."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in formats:
+        raise GQNError(
+            f"{path}: cannot write {what} as {suffix or 'a file without an extension'}; use {', '.join(formats)}"
+        )
+    return formats[suffix]
+
+
+def save_image(image: Image.Image, path: str | os.PathLike) -> str:
+    """Save atomically (temporary file, then rename) in the format of the extension; returns the path."""
+    kind = image_format(path)
     with atomic_write(path) as f:
-        image.save(f, format="PNG")
+        image.save(f, format=kind)
+    return os.fspath(path)
+
+
+def save_animation(frames: np.ndarray, path: str | os.PathLike, fps: int = 12, scale: int = 2) -> str:
+    """(N, H, W, 3) uint8 frames, each enlarged `scale` times, as an endlessly looping animation in
+    the format of the extension (GIF or animated PNG), written atomically; returns the path."""
+    kind = image_format(path, animated=True)
+    images = [
+        Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames
+    ]
+    with atomic_write(path) as f:
+        images[0].save(
+            f, format=kind, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        )
     return os.fspath(path)

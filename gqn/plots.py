@@ -11,10 +11,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
+from matplotlib.backend_bases import FigureCanvasBase
 
 from gqn.arguments import HelpFormatter
 from gqn.errors import GQNError
 from gqn.files import atomic_write
+from gqn.images import file_format
 from gqn.runlog import read_metrics
 
 PANELS = [
@@ -22,6 +24,12 @@ PANELS = [
     ("mse", "MSE (posterior reconstruction)"),
     ("kl", "KL (nats / image)"),
 ]
+
+
+def figure_format(path: str | os.PathLike) -> str:
+    """The matplotlib format `path`'s extension names (png, pdf, svg, jpg, ...), or an error."""
+    known = {f".{kind}": kind for kind in FigureCanvasBase.get_supported_filetypes()}
+    return file_format(path, known, "a plot")
 
 
 def stitched(run_dirs: list[str | os.PathLike], split: str) -> list[dict]:
@@ -67,7 +75,7 @@ def training_curves(run_dirs: str | os.PathLike | list, out: str | os.PathLike) 
         ax.legend(fontsize=8)
     fig.suptitle(" + ".join(os.path.basename(os.path.abspath(r)) for r in runs), fontsize=10)
     with atomic_write(out) as f:
-        fig.savefig(f, format="png", dpi=100)
+        fig.savefig(f, format=figure_format(out), dpi=100)
     plt.close(fig)
     return str(out)
 
@@ -81,12 +89,17 @@ def add_parser(sub) -> None:
         "examples:\n  gqn plot runs/gqn --out curves.png\n  gqn plot runs/stage-1 runs/stage-2 --out curves.png",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
-    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument(
+        "run_dirs", metavar="RUN_DIR", nargs="+", help="a run folder of gqn train (several: in order)"
+    )
+    p.add_argument(
+        "--out", required=True, help="the plot to write, in the format of its extension (.png, .pdf, .svg...)"
+    )
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    figure_format(args.out)  # refused before any work
     for run_dir in args.run_dirs:
         if not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
             raise GQNError(f"{run_dir}: no metrics.jsonl (is it a run folder of gqn train?)")

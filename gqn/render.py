@@ -11,6 +11,10 @@ the PSNR of the prior mean and the posterior against the truth is printed. The o
 dataset's own camera path (Shepard-Metzler: the sphere of radius 10/3 at `--pitch`; rooms: the
 ring) and predicts every frame from the same context, with z at the prior mean.
 
+Without --data the scenes are the built-in data of the dataset the model was trained on. --out
+is written in the format its extension names: the grid as PNG, JPEG or GIF, the orbit as GIF or
+an animated PNG (gqn render ... --orbit --out orbit.png).
+
 `--scene` may name a folder of your own views instead of a scene index: images (*.png, *.jpg,
 sorted by name) and `cameras.json` (a list of [x, y, z, yaw, pitch], one per image) or
 `cameras.txt` (one camera per line).
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gqn.arguments import HelpFormatter, checkpoint, data, hidden_alias, scene
+from gqn.arguments import MODEL_DATA, HelpFormatter, checkpoint, data, hidden_alias, scene
 from gqn.cameras import (
     ROOM_EYE_HEIGHT,
     ROOM_RING_RADIUS,
@@ -39,8 +43,7 @@ from gqn.checkpoint import load_model
 from gqn.data import view_inputs, viewpoints
 from gqn.defaults import open_dataset
 from gqn.errors import GQNError
-from gqn.files import atomic_write
-from gqn.images import grid, save_png
+from gqn.images import ANIMATED, STILL, grid, image_format, save_animation, save_image
 from gqn.metrics import psnr
 from gqn.model import GQN
 
@@ -69,14 +72,17 @@ def own_scene(folder: str | os.PathLike, size: int) -> tuple[np.ndarray, np.ndar
     return frames, cameras
 
 
-def load_views(scene: str, data: str | None, split: str, size: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """(frames, cameras, dataset name) of a scene index of `data`, or of a folder of own views."""
+def load_views(
+    scene: str, data: str | None, split: str, size: int, trained_on: str | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(frames, cameras, dataset name) of a scene index of `data` (default: the built-in data of
+    `trained_on`, the model's dataset), or of a folder of own views."""
     if not scene.isdigit():
         if not Path(scene).is_dir():
             raise GQNError(f"--scene {scene}: not a scene index nor a folder")
         frames, cameras = own_scene(scene, size)
         return frames, cameras, Path(scene).name
-    ds = open_dataset(data, split, image_size=size)
+    ds = open_dataset(data, split, size, trained_on)
     index = int(scene)
     if index >= len(ds):
         raise GQNError(f"--scene {index}: {ds.dataset_name}/{split} has scenes 0..{len(ds) - 1}")
@@ -177,18 +183,6 @@ def render_orbit(
     return to_uint8(torch.cat(out))
 
 
-def write_gif(frames: np.ndarray, file: str | os.PathLike, fps: int = 12, scale: int = 2) -> str:
-    """An endlessly looping GIF, written atomically."""
-    images = [
-        Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames
-    ]
-    with atomic_write(file) as f:
-        images[0].save(
-            f, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
-        )
-    return str(file)
-
-
 def add_parser(sub) -> None:
     own = "scene index, or a folder of images + cameras.json"
     p = sub.add_parser(
@@ -196,11 +190,11 @@ def add_parser(sub) -> None:
         help="novel views: a prediction grid, or an orbit GIF",
         description=__doc__,
         formatter_class=HelpFormatter,
-        parents=[checkpoint(), data(), scene(own, type=str, default="0")],
+        parents=[checkpoint(), data(default=MODEL_DATA), scene(own, type=str, default="0")],
     )
     p.add_argument("--context", type=int, default=3, help="context views")
     p.add_argument("--samples", type=int, default=4, help="prior samples in the grid")
-    p.add_argument("--orbit", action="store_true", help="an orbit GIF instead of the grid")
+    p.add_argument("--orbit", action="store_true", help="an orbit animation instead of the grid")
     p.add_argument("--frames", type=int, default=ORBIT_FRAMES, help="orbit frames (one full turn)")
     p.add_argument(
         "--pitch", type=float, default=None, help="orbit pitch in radians (sphere path; default π/8)"
@@ -208,25 +202,33 @@ def add_parser(sub) -> None:
     choices = ["auto", "sphere", "ring"]
     p.add_argument("--camera-path", choices=choices, default="auto", help="orbit path (auto: the dataset's)")
     hidden_alias(p, "--path", "camera_path", choices=choices)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="PNG (grid) or GIF (orbit) to write")
+    p.add_argument("--seed", type=int, default=0, help="seeds the prior samples")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the file to write, in the format of its extension: "
+        f"the grid as {', '.join(STILL)}, the orbit as {', '.join(ANIMATED)} (an animated PNG)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    model, _ = load_model(args.checkpoint)
-    frames, cameras, name = load_views(args.scene, args.data, args.split, model.config.image_size)
+    image_format(args.out, animated=args.orbit)  # a file it cannot write is refused before any work
+    model, loaded = load_model(args.checkpoint)
+    frames, cameras, name = load_views(
+        args.scene, args.data, args.split, model.config.image_size, loaded.dataset
+    )
     if args.orbit:
         if args.frames < 2:
             raise GQNError(f"--frames {args.frames}: an orbit needs at least 2")
         orbit = orbit_cameras(camera_path(name, args.camera_path), args.frames, args.pitch)
-        out = write_gif(render_orbit(model, frames, cameras, orbit, args.context), args.out)
+        out = save_animation(render_orbit(model, frames, cameras, orbit, args.context), args.out)
         print(
             f"wrote {out}: {args.frames} frames around {name} scene {args.scene} from {args.context} context views"
         )
     else:
         p = predict(model, frames, cameras, args.context, args.samples, args.seed)
-        out = save_png(grid_image(p), args.out)
+        out = save_image(grid_image(p), args.out)
         print(f"wrote {out}: {name} scene {args.scene}, {args.context} context views, {args.samples} samples")
         scores = {k: psnr(p[k], p["truth"]).item() for k in ("posterior", "prior_mean")}
         print(

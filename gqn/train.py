@@ -89,12 +89,12 @@ def train(cfg: TrainConfig) -> Result:
         cfg.resume = cfg.run_dir if (checkpoint_dir(cfg.run_dir) / "last.pt").exists() else None
     checkpoint = None
     if cfg.resume is not None:
-        resumed = resume(resolve(cfg.resume, cfg.run_dir), model, optimizer, device)
+        resumed = resume(resolve(cfg.resume, cfg.run_dir, "--resume"), model, optimizer, device)
         checkpoint, step, position, origin = resumed.path, resumed.step, resumed.position, resumed.init_origin
         if lead:
             print(f"resumed from {checkpoint} at step {step}")
     elif cfg.init is not None:
-        start, loaded = load_model(cfg.init)
+        start, loaded = load_model(cfg.init, flag="--init")
         origin = loaded.origin  # pretrained weights: what made them
         check_same_model(loaded.path, start.config.to_dict(), model_cfg.to_dict())
         model.load_state_dict(start.state_dict())
@@ -110,23 +110,19 @@ def train(cfg: TrainConfig) -> Result:
         net = torch.compile(net)
     log = RunLog(cfg.run_dir, resume_step=step if cfg.resume else None) if lead else None
     stop = StopSignals()
-    bar = tqdm(
-        total=cfg.max_steps,
-        initial=step,
-        unit="step",
-        disable=not lead or None,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
+    bar = progress_bar(cfg, step, lead)
     last_metrics, rate = {}, None
-    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
+    started = time.monotonic()
+    deadline = started + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
     out_of_time = False
     dims = 3 * dataset.stored_size**2 if cfg.image_size is None else 3 * cfg.image_size**2
 
     def save() -> Path | None:
         if not lead:
             return None
-        state = training_state(step, model, optimizer, model_cfg, asdict(cfg), position, device, origin)
+        state = training_state(
+            step, model, optimizer, model_cfg, asdict(cfg), position, device, origin, dataset.dataset_name
+        )
         return save_checkpoint(state, cfg.run_dir, keep=cfg.keep)
 
     # --- loop -----------------------------------------------------------------------------------
@@ -212,12 +208,13 @@ def train(cfg: TrainConfig) -> Result:
                             scenes_s=f"{rate:.1f}",
                         )
 
-                # --- evaluate ---
+                # --- evaluate --- (also at the end of a run, so that a short run has one)
+                out_of_time = deadline is not None and agree(time.monotonic() >= deadline, world, device)
                 if (
                     lead
                     and held_out is not None
                     and cfg.eval_every
-                    and (step % cfg.eval_every == 0 or step == cfg.max_steps)
+                    and (step % cfg.eval_every == 0 or step == cfg.max_steps or out_of_time)
                 ):
                     evaluate_held_out(
                         unwrap(net),
@@ -230,10 +227,13 @@ def train(cfg: TrainConfig) -> Result:
                         dims,
                         images=cfg.image_every and step % cfg.image_every == 0,
                     )
-                bar.update(1)
+                if deadline is None:
+                    bar.update(1)
+                else:  # the minutes of the time limit, the step in front
+                    bar.set_description(f"step {step}", refresh=False)
+                    bar.update(min(cfg.max_minutes, (time.monotonic() - started) / 60) - bar.n)
 
                 # --- save ---
-                out_of_time = deadline is not None and agree(time.monotonic() >= deadline, world, device)
                 done = step >= cfg.max_steps or stop.received or out_of_time
                 if step % cfg.checkpoint_every == 0 or done:
                     checkpoint = save() or checkpoint
@@ -250,6 +250,16 @@ def train(cfg: TrainConfig) -> Result:
             f"stopped by {why} at step {step}; checkpoint {checkpoint}; continue with --resume {cfg.run_dir}"
         )
     return Result(step, checkpoint, last_metrics, stop.received)
+
+
+def progress_bar(cfg: TrainConfig, step: int, lead: bool) -> tqdm:
+    """Steps towards --max-steps; for a run that --max-minutes bounds, the minutes, which is what
+    it will really do (its steps towards a far --max-steps would promise hundreds of hours)."""
+    shown = dict(disable=not lead or None, file=sys.stderr, dynamic_ncols=True)
+    if cfg.max_minutes > 0:
+        form = "{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total:g} min [{elapsed}<{remaining}{postfix}]"
+        return tqdm(total=cfg.max_minutes, desc=f"step {step}", bar_format=form, **shown)
+    return tqdm(total=cfg.max_steps, initial=step, unit="step", **shown)
 
 
 def add_parser(sub) -> None:

@@ -7,7 +7,8 @@ import torch
 
 from gqn.data import Scene, write_scenes
 
-REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "reference"  # a copy of ../shared/reference
+# DeepMind's real scene, kept in the repository: the tests need nothing beside it.
+REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "reference"
 REFERENCE_FILE = REFERENCE / "shepard_metzler_5_parts" / "test" / "1-of-1.tfrecord"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -49,11 +50,11 @@ def make_dataset(
     return Path(root) / name
 
 
-def train_tiny(root, scenes_per_file: int, **overrides):
-    """A tiny model trained for 3 steps on a fresh random dataset in `root`: (data folder, run folder)."""
+def train_tiny(root, scenes_per_file: int, name="shepard_metzler_5_parts", **overrides):
+    """A tiny model trained for 3 steps on a fresh random dataset `name` in `root`: (data folder, run folder)."""
     from gqn.train import TrainConfig, train
 
-    data = str(make_dataset(root, files=(1, 1), scenes_per_file=scenes_per_file))
+    data = str(make_dataset(root, name, files=(1, 1), scenes_per_file=scenes_per_file))
     run = Path(root) / "run"
     settings = dict(config="tiny", batch_size=4, max_steps=3, workers=0, eval_every=0)
     train(TrainConfig(data=data, run_dir=str(run), **{**settings, **overrides}))

@@ -1,5 +1,8 @@
 """The `gqn data` commands, run as a user runs them."""
 
+import argparse
+import importlib.metadata
+import re
 import subprocess
 import sys
 
@@ -25,11 +28,21 @@ def test_list_and_unknown_dataset(capsys):
 
 
 def test_info(dataset_dir, capsys):
+    """A whole set (files 1-of-3 .. 3-of-3, as gqn data synth writes them) shows its count; a
+    partial copy shows how many of the set its names announce."""
     assert main(["data", "info", str(dataset_dir.parent)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["dataset", "split", "files", "scenes", "views", "frames", "bytes"]
-    assert lines[1].split()[:6] == ["shepard_metzler_5_parts", "train", "3/900", "12", "15", "64x64"]
-    assert lines[2].split()[:6] == ["shepard_metzler_5_parts", "test", "2/100", "8", "15", "64x64"]
+    assert lines[1].split()[:6] == ["shepard_metzler_5_parts", "train", "3", "12", "15", "64x64"]
+    assert lines[2].split()[:6] == ["shepard_metzler_5_parts", "test", "2", "8", "15", "64x64"]
+    (dataset_dir / "train" / "2-of-3.tfrecord").unlink()
+    assert main(["data", "info", str(dataset_dir)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:4] == [
+        "shepard_metzler_5_parts",
+        "train",
+        "2/3",
+        "8",
+    ]
 
 
 def test_verify_ok(dataset_dir, capsys):
@@ -53,6 +66,67 @@ def test_python_dash_m_and_bad_flag():
     assert run.returncode == 2 and "unrecognized arguments: --wrokers" in run.stderr
     run = subprocess.run([sys.executable, "-m", "gqn", "--version"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.startswith("gqn ")
+
+
+def verbs(parser=None, name="gqn"):
+    """(command, parser) of every verb of the gqn command, `data` verbs included."""
+    parser = parser or build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [(name, parser)]
+    return [v for verb, p in subs[0].choices.items() for v in verbs(p, f"{name} {verb}")]
+
+
+def test_every_option_has_help_and_states_its_default_once():
+    seen = []
+    for command, parser in verbs():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{command} {action.dest}: no help"
+            said = formatter._expand_help(action)  # the line --help shows, defaults filled in
+            seen.append(command)
+            assert said.count("default") <= 1 and "(default: None)" not in said, f"{command}: {said}"
+    assert "gqn eval" in seen and "gqn data download" in seen and "gqn train" in seen
+
+
+def test_each_verbs_help_shows_its_own_examples():
+    """An example line of a verb's help (`  gqn ...`) runs that verb, not another one."""
+    for command, parser in verbs():
+        examples = re.findall(r"^\s+(gqn [a-z]+(?: [a-z]+)?)", parser.format_help(), re.M)
+        assert examples, command
+        assert all(command.startswith(e) or e.startswith(command) for e in examples), (command, examples)
+
+
+def test_a_missing_checkpoint_is_named_as_the_user_gave_it(dataset_dir, tmp_path, capsys):
+    for argv in (["eval", "/nonexistent"], ["render", "/nonexistent", "--out", str(tmp_path / "g.png")]):
+        assert main(argv) == 1
+        assert capsys.readouterr().err == "gqn: error: /nonexistent: no such file or folder\n"
+    assert main(["export", "/nonexistent", "--name", "x", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "gqn: error: /nonexistent: no such file or folder\n"
+    assert main(["export", "pretrained:rooms_ring_camera", "--name", "x", "--out", str(tmp_path)]) == 1
+    assert "already exported weights; gqn export takes a training checkpoint" in capsys.readouterr().err
+    train = [
+        "train",
+        "--data",
+        str(dataset_dir),
+        "--config",
+        "tiny",
+        "--workers",
+        "0",
+        "--batch-size",
+        "2",
+        "--run-dir",
+        str(tmp_path),
+    ]
+    assert main([*train, "--init", "/nonexistent"]) == 1
+    assert capsys.readouterr().err == "gqn: error: --init /nonexistent: no such file or folder\n"
+
+
+def test_the_license_is_an_spdx_expression():
+    """What pip reads: a `License-Expression`, not the deprecated TOML table."""
+    assert importlib.metadata.metadata("gqn")["License-Expression"] == "Apache-2.0"
 
 
 @pytest.mark.parametrize("verb", ["data list", "data info", "data verify", "data show", "model"])

@@ -8,7 +8,7 @@ from PIL import Image
 
 from gqn.checkpoint import read_description
 from gqn.cli import main
-from gqn.demo import RECIPE
+from gqn.demo import RECIPE, verdict
 
 
 def test_demo_writes_every_result_and_reuses_them(tmp_path, capsys):
@@ -27,6 +27,8 @@ def test_demo_writes_every_result_and_reuses_them(tmp_path, capsys):
     assert report["step"] == 3 and set(report["results"]) == {"1", "3", "5"}
     assert Image.open(out / "orbit.gif").n_frames == 48
     assert (out / "eval.txt").read_text() in printed
+    assert "trained 3 steps in " in printed and "step 3 in all" in printed  # what it managed
+    assert verdict(report) in printed  # and what that means for the pictures
 
     # A re-run trains no further and rewrites nothing.
     stamps = {name: os.stat(out / name).st_mtime_ns for name in names}
@@ -50,3 +52,18 @@ def test_demo_bad_scene_is_a_one_line_error(tmp_path, capsys):
 def test_the_demo_trains_the_first_minutes_of_the_shipped_recipe():
     shipped = read_description("pretrained:shepard_metzler_5_parts")["train_config"]
     assert RECIPE == {field: shipped[field] for field in RECIPE}
+
+
+def test_the_verdict_says_whether_the_pictures_beat_copying_the_context():
+    def report(prior_mean, context_mean=20.0, nearest_view=19.5):
+        r = {"prior_mean": {"psnr": prior_mean}, "context_mean": {"psnr": context_mean}}
+        r["nearest_view"] = {"psnr": nearest_view}
+        return {"step": 101, "results": {"1": r, "3": r, "5": r}}
+
+    assert verdict(report(19.0)).startswith(
+        "at step 101 the prior-mean prediction is 1.00 dB worse than copying a context view (K = 3): "
+        "too few steps to learn the scenes"
+    )
+    assert verdict(report(21.25)).startswith(
+        "at step 101 the prior-mean prediction beats both baselines by 1.25 dB at K = 3"
+    )

@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -264,3 +265,17 @@ def test_dry_run_says_the_size(bucket, tmp_path, capsys):
         f"6 files, {total / 1e6:.1f} KB left to fetch: "[:0] or "6 files, "
     )
     assert [r for r in bucket.requests if r[0] == "GET"] == []  # nothing fetched
+
+
+def test_dry_run_without_an_answer_from_the_server_is_an_error(tmp_path, capsys):
+    """No network: not "0 B left to fetch" and exit 0, but which file went unanswered."""
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/gqn-dataset"
+    argv = ["data", "download", NAME, "--dest", str(tmp_path), "--base-url", url, "--files", "2", "--dry-run"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("gqn: error: 4 of 4 files could not be sized, so there is no estimate")
+    assert f"{url}/{NAME}/train/001-of-900.tfrecord: [Errno 111] Connection refused" in err

@@ -2,15 +2,17 @@
 
 import json
 import math
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_shepard_metzler_cameras, train_tiny
+from conftest import assert_shepard_metzler_cameras, make_dataset, train_tiny
 from PIL import Image
 
-from gqn.checkpoint import load_model
+from gqn.checkpoint import load_checkpoint, load_model
 from gqn.cli import main
 from gqn.data import SceneDataset, viewpoints
 from gqn.errors import GQNError
@@ -299,3 +301,67 @@ def test_eval_reports_view_metrics_of_the_model_and_the_nearest_view(trained):
     one = evaluate(model, ds, scenes=4, contexts=(1,), samples=0, sigma=0.7)["results"]["1"]["views"]
     assert one["nearest_view"]["gain_db"] == pytest.approx(0, abs=1e-9)
     assert one["nearest_view"]["identification"] == pytest.approx(1 / one["queries"])
+
+
+def test_the_default_scenes_shrink_to_what_the_data_has(reference_file, tmp_path, capsys):
+    """`gqn eval` of the real reference scene, as the README shows it: --scenes 100 by default,
+    one scene there."""
+    reference = str(Path(reference_file).parents[2])
+    out = tmp_path / "e.json"
+    assert cli(f"eval pretrained:shepard_metzler_5_parts --data {reference} --samples 1 --out {out}") == 0
+    assert json.loads(out.read_text())["scenes"] == 1
+    assert (
+        "shepard_metzler_5_parts/test has 1 scenes, fewer than 100: using them all" in capsys.readouterr().err
+    )
+    # Asked for, more scenes than there are is an error.
+    assert cli(f"eval pretrained:shepard_metzler_5_parts --data {reference} --scenes 2") == 1
+    assert "--scenes 2: shepard_metzler_5_parts/test has 1 scenes" in capsys.readouterr().err
+
+
+def test_the_output_format_follows_the_extension(trained, tmp_path, capsys):
+    data, run = trained
+    assert cli(f"render {run} --data {data} --orbit --frames 4 --out {tmp_path}/o.png") == 0
+    orbit = Image.open(tmp_path / "o.png")
+    assert (orbit.format, orbit.n_frames) == ("PNG", 4)  # an animated PNG, not GIF bytes
+    assert cli(f"render {run} --data {data} --out {tmp_path}/g.gif") == 0
+    assert Image.open(tmp_path / "g.gif").format == "GIF"
+    assert cli(f"render {run} --data {data} --out {tmp_path}/g.bmp") == 1
+    assert "g.bmp: cannot write a picture as .bmp; use .png, .jpg, .jpeg, .gif" in capsys.readouterr().err
+    assert cli(f"render {run} --data {data} --orbit --out {tmp_path}/o.jpg") == 1
+    assert "o.jpg: cannot write an animation as .jpg; use .gif, .png" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.gif", "o.png"]
+
+
+def builtin(dataset, views, scenes=3):
+    """A stand-in for the built-in data of `dataset` in this test's cache, so nothing is rendered."""
+    from gqn.defaults import SEED, TEST_SCENES, TRAIN_SCENES
+
+    root = Path(os.environ["GQN_CACHE_DIR"]) / "data" / f"{dataset}-{TRAIN_SCENES}-{TEST_SCENES}-seed{SEED}"
+    return make_dataset(root, dataset, files=(1, 1), scenes_per_file=scenes, views=views)
+
+
+def test_without_data_a_model_sees_the_built_in_data_of_its_own_dataset(reference_file, tmp_path, capsys):
+    builtin("shepard_metzler_5_parts", views=15)
+    builtin("rooms_ring_camera", views=10)
+    assert load_model("pretrained:rooms_ring_camera")[1].dataset == "rooms_ring_camera"
+    assert cli(f"render pretrained:rooms_ring_camera --scene 1 --out {tmp_path}/g.png") == 0
+    assert "rooms_ring_camera scene 1" in capsys.readouterr().out
+    assert cli(f"eval pretrained:rooms_ring_camera --context 1 --samples 0 --out {tmp_path}/e.json") == 0
+    assert json.loads((tmp_path / "e.json").read_text())["dataset"] == "rooms_ring_camera"
+    # Another dataset's scenes, asked for: drawn, with a note.
+    reference = str(Path(reference_file).parents[2])
+    assert cli(f"render pretrained:rooms_ring_camera --data {reference} --out {tmp_path}/r.png") == 0
+    assert "note: the model was trained on rooms_ring_camera; these scenes are shepard_metzler_5_parts" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_model_of_a_dataset_without_built_in_data_says_what_to_pass(tmp_path, capsys):
+    builtin("shepard_metzler_5_parts", views=15)
+    data, run = train_tiny(tmp_path, scenes_per_file=4, name="jaco")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["dataset"] == "jaco"
+    assert cli(f"eval {run} --context 1") == 1
+    assert capsys.readouterr().err == (
+        "gqn: error: the model was trained on jaco, which has no built-in data: pass --data ROOT/jaco\n"
+    )
+    assert cli(f"eval {run} --data {data} --context 1 --samples 0 --out {tmp_path}/e.json") == 0

@@ -340,7 +340,7 @@ def test_two_process_ddp_equals_one_process(data, tmp_path, steps):
     assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], rel=1e-5)
 
 
-def test_builtin_data_is_rendered_once_and_never_half(monkeypatch):
+def test_builtin_data_is_rendered_once_and_never_half(monkeypatch, capsys):
     import gqn.synth
     from gqn.defaults import default_data
 
@@ -354,11 +354,14 @@ def test_builtin_data_is_rendered_once_and_never_half(monkeypatch):
     cache = Path(os.environ["GQN_CACHE_DIR"]) / "data"
     assert list(cache.iterdir()) == []  # nothing that could pass for a finished render
     monkeypatch.setattr(gqn.synth, "synthesize", real)
+    capsys.readouterr()
     path = default_data(train_scenes=20, test_scenes=5)
     assert path.name == "shepard_metzler_5_parts" and sorted(p.name for p in path.iterdir()) == [
         "test",
         "train",
     ]
+    printed = capsys.readouterr().out  # says where the data lies, not where it was made
+    assert f"under {path.parent}," in printed and ".tmp" not in printed
     monkeypatch.setattr(gqn.synth, "synthesize", broken)
     assert default_data(train_scenes=20, test_scenes=5) == path  # reused, not rendered again
 
@@ -373,6 +376,9 @@ def test_plot_command(data, tmp_path, capsys):
     assert Image.open(tmp_path / "c.png").size == (1680, 340)  # loss, MSE, KL, held-out PSNR
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "d.png")]) == 1
     assert "no metrics.jsonl" in capsys.readouterr().err
+    # A plot is written in the format its extension names, or refused.
+    assert main(["plot", str(tmp_path / "run"), "--out", str(tmp_path / "c.txt")]) == 1
+    assert "c.txt: cannot write a plot as .txt; use .eps, " in capsys.readouterr().err
 
 
 def test_resume_auto_starts_fresh_then_continues(data, tmp_path):
@@ -468,3 +474,21 @@ def test_bits_per_dim_known_answers():
     assert bits_per_dim(0.0, 12288) == pytest.approx(7.994353, abs=1e-6)
     # One more bit per dimension is D ln 2 nats.
     assert bits_per_dim(12288 * math.log(2), 12288) == pytest.approx(8.994353, abs=1e-6)
+
+
+def test_a_run_stopped_by_its_time_limit_ends_with_a_held_out_evaluation(data, tmp_path):
+    """Shorter than --eval-every, it still has a held-out point for curves.png."""
+    result = train(tiny(data, tmp_path, max_steps=1000, eval_every=1000, max_minutes=1e-9))
+    assert result.step == 1  # the limit passed during the first step
+    assert [r["step"] for r in read_metrics(tmp_path, "eval")] == [1]
+
+
+def test_a_time_limited_run_counts_minutes_not_steps():
+    from gqn.train import progress_bar
+
+    timed = progress_bar(TrainConfig(max_steps=100_000, max_minutes=10), step=40, lead=True)
+    assert (timed.total, timed.n) == (10, 0)
+    plain = progress_bar(TrainConfig(max_steps=2000), step=40, lead=True)
+    assert (plain.total, plain.n) == (2000, 40)
+    timed.close()
+    plain.close()

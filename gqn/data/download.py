@@ -196,12 +196,13 @@ def _verify(job: Job, total: int | None, hashes: dict[str, bytes]) -> None:
         raise Fatal(f"{job.url}: {problem}; the partial file was deleted, run again to fetch it anew")
 
 
-def head_sizes(jobs: list[Job], timeout: float, workers: int) -> int:
-    """Bytes still to fetch, from HEAD requests (files already complete count 0)."""
+def head_sizes(jobs: list[Job], timeout: float, workers: int) -> tuple[int, list[str]]:
+    """Bytes still to fetch, from HEAD requests (files already complete count 0), and for each
+    file the server could not be asked about, why (one line each; such a file counts 0)."""
 
-    def size(job: Job) -> int:
+    def size(job: Job) -> tuple[int, str | None]:
         if job.path.exists():
-            return 0
+            return 0, None
         request = urllib.request.Request(job.url, method="HEAD")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -211,13 +212,14 @@ def head_sizes(jobs: list[Job], timeout: float, workers: int) -> int:
                 raise Fatal(
                     f"{job.url}: HTTP {e.code} {e.reason} (is the dataset name right, and the file public?)"
                 ) from None
-            return 0
-        except OSError:
-            return 0  # sized when fetched
-        return max(0, length - (job.part.stat().st_size if job.part.exists() else 0))
+            return 0, f"{job.url}: HTTP {e.code} {e.reason}"
+        except OSError as e:
+            return 0, f"{job.url}: {getattr(e, 'reason', e)}"
+        return max(0, length - (job.part.stat().st_size if job.part.exists() else 0)), None
 
     with ThreadPoolExecutor(workers) as pool:
-        return sum(pool.map(size, jobs))
+        sizes = list(pool.map(size, jobs))
+    return sum(n for n, _ in sizes), [why for _, why in sizes if why]
 
 
 def download(
@@ -235,7 +237,7 @@ def download(
     """Fetch the planned files with `jobs` parallel transfers; returns a summary dict."""
     todo = plan(dataset, dest, split, files, span, base_url)
     Path(dest).mkdir(parents=True, exist_ok=True)
-    needed = head_sizes(todo, timeout, jobs)
+    needed, _ = head_sizes(todo, timeout, jobs)  # a file not sized now is sized when fetched
     free = shutil.disk_usage(dest).free
     if needed > free:
         raise GQNError(f"{dest}: {needed / 1e9:.2f} GB to fetch but {free / 1e9:.2f} GB free")

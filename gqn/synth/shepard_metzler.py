@@ -1,9 +1,9 @@
 """Shepard-Metzler objects: N unit cubes joined face to face along a random self-avoiding path.
 
-As in DeepMind's shepard_metzler_{5,7}_parts (measured on ../shared/reference): the object is
-centred at the origin, each cube has its own strongly saturated colour of random hue, the
-background is black, and the cameras sit on the sphere of radius 10/3 looking at the origin,
-yaw on multiples of π/50 in [0, 2π), pitch on multiples of π/100 in [-0.45π, 0.48π].
+As in DeepMind's shepard_metzler_{5,7}_parts (measured on the real scene in examples/reference):
+the object is centred at the origin, each cube has its own strongly saturated colour of random
+hue, the background is black, and the cameras sit on the sphere of radius 10/3 looking at the
+origin, yaw on multiples of π/50 in [0, 2π), pitch on multiples of π/100 in [-0.45π, 0.48π].
 """
 
 from __future__ import annotations

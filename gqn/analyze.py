@@ -34,7 +34,7 @@ from gqn.checkpoint import load_model
 from gqn.data import SceneDataset, model_inputs, view_inputs
 from gqn.defaults import open_dataset
 from gqn.evaluate import context_then_query, evaluate, view_orders
-from gqn.files import atomic_write, write_json
+from gqn.files import atomic_write, writable_folder, write_json
 from gqn.images import grid, save_png
 from gqn.model import GQN
 from gqn.render import to_uint8
@@ -212,6 +212,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    writable_folder(args.out)
     model, loaded = load_model(args.checkpoint)
     ds = open_dataset(args.data, args.split, model.config.image_size)
     numbers = analyze(model, ds, args.out, loaded.sigma, args.scenes, args.sets, args.prune_scenes)

@@ -287,4 +287,3 @@ def test_deterministic_warm_up_brings_the_posterior_onto_the_prior():
 
     shadowed, untrained = elbo_kl_after_warm_up("loss"), elbo_kl_after_warm_up("nll")
     assert shadowed < 0.1 * untrained, (shadowed, untrained)
-

@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from gqn.cli import main
 from gqn.data import write_scenes
 from gqn.data.download import download, parse_goog_hash
 from gqn.data.table import DATASETS
+from gqn.data.tfrecord import masked_crc32c
 from gqn.errors import GQNError
 
 NAME = "shepard_metzler_5_parts"
@@ -159,6 +161,22 @@ def test_corrupted_bytes_are_detected_and_not_kept(bucket, tmp_path):
     ):
         download(NAME, dest, split="train", files=1, base_url=bucket.url, progress=False)
     assert fetched(dest) == []  # neither the file nor its .part
+
+
+def test_a_record_length_past_the_end_of_the_file_is_fatal_and_not_kept(bucket, tmp_path):
+    """A length field with a valid CRC that claims 1 TiB: a truncated record, not a MemoryError."""
+    path = f"{NAME}/train/001-of-900.tfrecord"
+    size = (bucket.root / path).stat().st_size
+    length = struct.pack("<Q", 1 << 40)
+    with open(bucket.root / path, "ab") as f:
+        f.write(length + struct.pack("<I", masked_crc32c(length)))
+    with pytest.raises(
+        GQNError,
+        match=rf"001-of-900\.tfrecord: not a sound TFRecord file \(truncated record: header says "
+        rf"1099511627792 bytes, file has 12 at byte {size}\); the partial file was deleted",
+    ):
+        download(NAME, tmp_path / "data", split="train", files=1, base_url=bucket.url, progress=False)
+    assert fetched(tmp_path / "data") == []  # neither the file nor its .part
 
 
 def test_http_errors(bucket, tmp_path, capsys):

@@ -406,9 +406,7 @@ CONFIG_FILES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "content, message", CONFIG_FILES, ids=[m.split(": ", 1)[1][:24] for _, m in CONFIG_FILES]
-)
+@pytest.mark.parametrize("content, message", CONFIG_FILES, ids=[json.dumps(c)[:32] for c, _ in CONFIG_FILES])
 def test_bad_config_files(trained, tmp_path, content, message, capsys):
     data, _ = trained
     (tmp_path / "c.json").write_text(json.dumps(content))
@@ -416,15 +414,15 @@ def test_bad_config_files(trained, tmp_path, content, message, capsys):
     assert err == f"gqn: error: {tmp_path}/{message}\n"
 
 
-@pytest.mark.parametrize(
-    "flags, message",
-    [
-        ("--scenes 0", "--scenes must be at least 1, got 0"),
-        ("--samples -1", "--samples must be at least 0, got -1"),
-        ("--sigma 0", "--sigma must be more than 0, got 0.0"),
-        ("--seed -1", "--seed must be at least 0, got -1"),
-    ],
-)
+EVAL_FLAGS = [
+    ("--scenes 0", "--scenes must be at least 1, got 0"),
+    ("--samples -1", "--samples must be at least 0, got -1"),
+    ("--sigma 0", "--sigma must be more than 0, got 0.0"),
+    ("--seed -1", "--seed must be at least 0, got -1"),
+]
+
+
+@pytest.mark.parametrize("flags, message", EVAL_FLAGS, ids=[f for f, _ in EVAL_FLAGS])
 def test_bad_eval_flags(trained, tmp_path, flags, message, capsys):
     data, run = trained
     argv = ["eval", str(run), "--data", data, "--out", str(tmp_path / "e.json"), *flags.split()]

@@ -256,6 +256,7 @@ def train(cfg: TrainConfig) -> Result:
             "goes on, each corrupt scene replaced by the next sound one"
         ) from None
     finally:
+        loader.close()
         stop.restore()
         bar.close()
         if log is not None:

@@ -147,13 +147,22 @@ class _Reading(torch.utils.data.Dataset):
 
 class Loader(torch.utils.data.DataLoader):
     """A DataLoader that raises a corrupt record's DataError in the process that iterates it,
-    whichever process read the record."""
+    whichever process read the record, and whose workers `close` stops."""
 
     def __iter__(self):
         for batch in super().__iter__():
             if isinstance(batch, DataError):
+                self.close()
                 raise batch
             yield batch
+
+    def close(self) -> None:
+        """Stop the worker processes now; iterating again starts new ones. Workers ignore SIGTERM,
+        so a process that exits on an error while its loader lives on (held by the error's
+        traceback) would wait for them at exit for ever."""
+        if self._iterator is not None:  # persistent workers: torch keeps their iterator here
+            self._iterator._shutdown_workers()
+            self._iterator = None
 
 
 def _leave_stopping_to_the_main_process(worker_id: int) -> None:

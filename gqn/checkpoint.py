@@ -163,10 +163,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise GQNError(f"{path}: no such checkpoint") from None
-    except pickle.UnpicklingError:  # weights_only refused something that is not a plain value
+    except pickle.UnpicklingError:  # weights_only refused what is not a tensor or plain value
         raise GQNError(
-            f"{path}: not a plain gqn checkpoint: it holds Python objects beyond tensors and plain "
-            "values, which could run code when loaded; it was not loaded and nothing in it was executed"
+            f"{path}: not a plain gqn checkpoint: it holds something other than tensors and plain values "
+            "(a pickled object can run code), so it was not loaded and nothing in it was executed"
         ) from None
     except Exception as e:  # a truncated zip, not a torch file at all
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

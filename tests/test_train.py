@@ -113,8 +113,8 @@ def test_checkpoints_never_run_code(tmp_path):
     with pytest.raises(GQNError) as e:
         load_checkpoint(path)
     assert str(e.value) == (  # in our words, not the first line of torch's
-        f"{path}: not a plain gqn checkpoint: it holds Python objects beyond tensors and plain values, "
-        "which could run code when loaded; it was not loaded and nothing in it was executed"
+        f"{path}: not a plain gqn checkpoint: it holds something other than tensors and plain values "
+        "(a pickled object can run code), so it was not loaded and nothing in it was executed"
     )
     assert not (tmp_path / "pwned").exists()
     path.write_bytes(b"PK\x03\x04 truncated")

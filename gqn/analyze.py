@@ -37,7 +37,7 @@ from gqn.data import SceneDataset, model_inputs, view_inputs
 from gqn.defaults import open_dataset
 from gqn.errors import GQNError
 from gqn.evaluate import context_then_query, evaluate, fit_scenes, view_orders
-from gqn.files import atomic_write, write_json
+from gqn.files import atomic_write, writable_folder, write_json
 from gqn.images import grid, save_image
 from gqn.model import GQN
 from gqn.render import to_uint8
@@ -231,6 +231,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    writable_folder(args.out)
     model, loaded = load_model(args.checkpoint)
     ds = open_dataset(args.data, args.split, model.config.image_size, loaded.dataset)
     scenes = fit_scenes(args.scenes, SCENES, ds)

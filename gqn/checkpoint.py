@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ import torch
 from gqn import __version__
 from gqn.data.table import SPLITS
 from gqn.errors import GQNError
-from gqn.files import atomic_write, write_json
+from gqn.files import atomic_write, write_json, writing
 from gqn.model import GQN, GQNConfig
 from gqn.schedules import sigma_at
 
@@ -83,6 +84,7 @@ def load_model(
         return load_weights(source, device)
     path = resolve(str(source), flag=flag)
     state = load_checkpoint(path, map_location=device)
+    require(path, state, ("step", "model"), "it holds no trained model")
     loaded = describe(path, state)
     model = GQN(loaded.config).to(device)
     model.load_state_dict(state["model"])
@@ -107,18 +109,28 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
 def save_checkpoint(state: dict, run_dir: str | os.PathLike, keep: int = 3) -> Path:
     """Write `state` as step-NNNNNNNN.pt, point last.pt at it, keep the newest `keep` step files."""
     folder = checkpoint_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{state['step']:08d}.pt"
-    with atomic_write(path) as f:
+    with atomic_write(path) as f:  # a full disk: a GQNError naming the file, the temporary removed
         torch.save({"format": FORMAT, "version": __version__, **state}, f)
     link = folder / f"last.pt.{os.getpid()}.tmp"
-    if link.exists():
-        link.unlink()
-    os.link(path, link)
-    os.replace(link, folder / "last.pt")  # atomic: last.pt is always a whole checkpoint
+    with writing(folder / "last.pt"):
+        if link.exists():
+            link.unlink()
+        os.link(path, link)
+        os.replace(link, folder / "last.pt")  # atomic: last.pt is always a whole checkpoint
     for old in list_steps(run_dir)[:-keep] if keep > 0 else []:
         (folder / f"step-{old:08d}.pt").unlink()
     return path
+
+
+def remove_leftovers(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of saves that were killed before their rename (each up to a
+    whole checkpoint); returns what was removed. Only a run that owns `run_dir` calls this."""
+    folder = checkpoint_dir(run_dir)
+    found = sorted(folder.glob(".step-*.pt.*.tmp")) + sorted(folder.glob("last.pt.*.tmp"))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def list_steps(run_dir: str | os.PathLike) -> list[int]:
@@ -156,7 +168,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise GQNError(f"{path}: no such checkpoint") from None
-    except Exception as e:  # a truncated zip, a pickle with code in it, not a torch file at all
+    except pickle.UnpicklingError:  # weights_only refused what is not a tensor or plain value
+        raise GQNError(
+            f"{path}: not a plain gqn checkpoint: it holds something other than tensors and plain values "
+            "(a pickled object can run code), so it was not loaded and nothing in it was executed"
+        ) from None
+    except Exception as e:  # a truncated zip, not a torch file at all
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise GQNError(f"{path}: not a readable gqn checkpoint ({first[:200]})") from None
     if not isinstance(state, dict) or "format" not in state or "model_config" not in state:
@@ -170,7 +187,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{path}: written by gqn {state.get('version')}, this is gqn {__version__}; "
             f"resume with the version that wrote it"
         )
+    if "model" in state:
+        check_finite(path, state["model"])
     return state
+
+
+def require(path: str | os.PathLike, state: dict, keys: tuple[str, ...], otherwise: str) -> None:
+    """A checkpoint must hold `keys`; else an error naming the file, what is missing and `otherwise`."""
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise GQNError(f"{path}: a checkpoint without {', '.join(missing)}: {otherwise}")
+
+
+def check_finite(path: str | os.PathLike, tensors: dict) -> None:
+    """Weights holding NaN or inf are damaged (or from a run that diverged): an error, never a model
+    whose every prediction is NaN."""
+    bad = [k for k, t in tensors.items() if isinstance(t, torch.Tensor) and not torch.isfinite(t).all()]
+    if bad:
+        raise GQNError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or inf ({', '.join(bad[:3])}): damaged weights"
+        )
 
 
 def training_state(
@@ -213,6 +249,7 @@ class Resumed:
 def resume(path: Path, model: GQN, optimizer: torch.optim.Optimizer, device: torch.device) -> Resumed:
     """Load a checkpoint's weights, optimizer and RNG states into a run of the same model config."""
     state = load_checkpoint(path, map_location=device)
+    require(path, state, ("step", "model", "optimizer", "rng", "data"), "it cannot continue a run")
     check_same_model(path, state["model_config"], model.config.to_dict())
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -333,6 +370,7 @@ def load_weights(source: str | os.PathLike, device: str | torch.device = "cpu") 
     except Exception as e:  # safetensors raises its own error types for malformed headers
         raise GQNError(f"{path}: not a readable safetensors file ({e})") from None
     config = GQNConfig.from_dict(meta["model_config"], where=str(meta_path))
+    check_finite(path, tensors)
     model = GQN(config)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}

@@ -21,7 +21,8 @@ from gqn.arguments import boolean, hidden_alias
 from gqn.data.table import DATASETS
 from gqn.defaults import is_builtin
 from gqn.errors import GQNError
-from gqn.model import PRESETS, GQNConfig, dataclass_from_dict
+from gqn.fields import check_fields, from_dict
+from gqn.model import PRESETS, GQNConfig
 
 
 def get_config(name_or_path: str, **overrides) -> GQNConfig:
@@ -39,9 +40,12 @@ def get_config(name_or_path: str, **overrides) -> GQNConfig:
 def read_json(path: str) -> dict:
     try:
         with open(path) as f:
-            return json.load(f)
+            d = json.load(f)
     except (OSError, ValueError) as e:
         raise GQNError(f"{path}: cannot read config: {e}") from None
+    if not isinstance(d, dict):
+        raise GQNError(f"{path}: expected a JSON object of config fields, got a {type(d).__name__}")
+    return d
 
 
 def with_cameras(model_cfg: GQNConfig, dataset_name: str) -> GQNConfig:
@@ -70,56 +74,83 @@ class TrainConfig:
     config: str = field(
         default="small", metadata={"help": "model: preset (paper, small, tiny) or a .json file"}
     )
-    batch_size: int = field(default=36, metadata={"help": "scenes per step, over all processes (paper: 36)"})
-    max_context: int = field(default=5, metadata={"help": "context size drawn per batch from 1..this"})
+    batch_size: int = field(
+        default=36, metadata={"help": "scenes per step, over all processes (paper: 36)", "min": 1}
+    )
+    max_context: int = field(
+        default=5, metadata={"help": "context size drawn per batch from 1..this", "min": 1}
+    )
     image_size: int | None = field(
         default=None,
         metadata={
-            "help": "resize frames to this size; the model records it for eval and render (default: as stored)"
+            "help": "resize frames to this size; the model records it for eval and render (default: as stored)",
+            "min": 8,
+            "multiple_of": 4,
         },
     )
     max_steps: int = field(
-        default=2_000_000, metadata={"help": "stop after this many steps (paper: about 2M)"}
+        default=2_000_000, metadata={"help": "stop after this many steps (paper: about 2M)", "min": 1}
     )
     max_minutes: float = field(
         default=0.0,
-        metadata={"help": "also stop, saving, after this many minutes of this invocation (0: no limit)"},
+        metadata={
+            "help": "also stop, saving, after this many minutes of this invocation (0: no limit)",
+            "min": 0,
+        },
     )
-    lr_start: float = field(default=5e-4, metadata={"help": "Adam learning rate at step 0 (paper)"})
-    lr_end: float = field(default=5e-5, metadata={"help": "learning rate from --lr-steps on (paper)"})
+    lr_start: float = field(default=5e-4, metadata={"help": "Adam learning rate at step 0 (paper)", "min": 0})
+    lr_end: float = field(
+        default=5e-5, metadata={"help": "learning rate from --lr-steps on (paper)", "min": 0}
+    )
     lr_steps: int = field(
-        default=1_600_000, metadata={"help": "steps of the linear learning-rate decay (paper)"}
+        default=1_600_000, metadata={"help": "steps of the linear learning-rate decay (paper)", "min": 0}
     )
-    sigma_start: float = field(default=2.0, metadata={"help": "pixel standard deviation at step 0 (paper)"})
+    sigma_start: float = field(
+        default=2.0, metadata={"help": "pixel standard deviation at step 0 (paper)", "above": 0}
+    )
     sigma_end: float = field(
-        default=0.7, metadata={"help": "pixel standard deviation from --sigma-steps on (paper)"}
+        default=0.7, metadata={"help": "pixel standard deviation from --sigma-steps on (paper)", "above": 0}
     )
     sigma_steps: int = field(
-        default=200_000, metadata={"help": "steps of the linear sigma annealing (paper)"}
+        default=200_000, metadata={"help": "steps of the linear sigma annealing (paper)", "min": 0}
     )
     deterministic_steps: int = field(
         default=0,
         metadata={
             "help": "a deterministic warm-up: for this many steps the prior-mean prediction is "
-            "regressed on the query, while the inference network learns to agree with the prior"
+            "regressed on the query, while the inference network learns to agree with the prior",
+            "min": 0,
         },
     )
-    checkpoint_every: int = field(default=1000, metadata={"help": "steps between checkpoints"})
-    keep: int = field(default=3, metadata={"help": "step checkpoints kept besides last.pt"})
+    checkpoint_every: int = field(default=1000, metadata={"help": "steps between checkpoints", "min": 1})
+    keep: int = field(
+        default=3, metadata={"help": "step checkpoints kept besides last.pt (0: all of them)", "min": 0}
+    )
     eval_every: int = field(
-        default=1000, metadata={"help": "steps between evaluations of the held-out batch (0: never)"}
+        default=1000,
+        metadata={"help": "steps between evaluations of the held-out batch (0: never)", "min": 0},
     )
-    log_every: int = field(default=10, metadata={"help": "steps between metric records"})
+    log_every: int = field(default=10, metadata={"help": "steps between metric records", "min": 1})
     image_every: int = field(
-        default=1000, metadata={"help": "steps between image grids in TensorBoard (0: never)"}
+        default=1000, metadata={"help": "steps between image grids in TensorBoard (0: never)", "min": 0}
     )
-    workers: int = field(default=2, metadata={"help": "DataLoader worker processes per training process"})
-    seed: int = field(default=0, metadata={"help": "seeds the weights, the data order and the noise"})
+    workers: int = field(
+        default=2, metadata={"help": "DataLoader worker processes per training process", "min": 0}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "seeds the weights, the data order and the noise", "min": 0}
+    )
     precision: str = field(
         default="fp32", metadata={"help": "fp32 or bf16 (autocast)", "choices": ["fp32", "bf16"]}
     )
     compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
-    device: str = field(default="auto", metadata={"help": "auto (CUDA if present), cpu, cuda"})
+    device: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (CUDA if present), cpu, cuda or cuda:N",
+            "pattern": (r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"),
+        },
+    )
     data_parallel: bool = field(default=False, metadata={"help": "one process per GPU on this machine (DDP)"})
     resume: str | None = field(
         default=None,
@@ -134,10 +165,20 @@ class TrainConfig:
             "with a new optimizer at step 0: fine-tuning; a resumed run takes its checkpoint's weights"
         },
     )
+    skip_corrupt: bool = field(
+        default=False,
+        metadata={
+            "help": "train past corrupt records (each replaced by the next sound scene, with a warning) "
+            "instead of saving and stopping at the first"
+        },
+    )
+
+    def __post_init__(self):
+        check_fields(self, label=lambda name: f"{name} ({flag(name)})")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "train config") -> TrainConfig:
-        return dataclass_from_dict(cls, d, where)
+        return from_dict(cls, d, where)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,11 +210,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the "train" section of a --config JSON file, then the flags given."""
     base = read_json(args.config).get("train", {}) if args.config and args.config.endswith(".json") else {}
     cfg = TrainConfig.from_dict(base, where=f"{args.config} (train)")
-    for f in fields(TrainConfig):
-        value = getattr(args, f.name)
-        if value is not None:
-            setattr(cfg, f.name, value)
-    return cfg
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    return replace(cfg, **given)  # checked again, as every TrainConfig is
 
 
 # ----------------------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "verify",
         help="check every CRC and decode every JPEG under PATH",
         description="Read every record under PATH completely: framing and both CRCs, the Example's\n"
-        "features, every JPEG. Exits 1 if anything is corrupt, naming file and byte offset.\n\n"
+        "features, every camera (finite), every JPEG. Exits 1 if anything is corrupt, naming file\n"
+        "and byte offset, or if a file holds no scene or scenes differ in their number of views.\n\n"
         "example:\n  gqn data verify data/shepard_metzler_5_parts --workers 2",
         formatter_class=HelpFormatter,
     )

@@ -26,3 +26,6 @@ class DataError(GQNError):
         self.what = what
         where = self.path if offset is None else f"{self.path} at byte {offset}"
         super().__init__(f"{where}: {what}")
+
+    def __reduce__(self):  # from a DataLoader worker to the main process, whole
+        return DataError, (self.path, self.what, self.offset)

@@ -41,7 +41,8 @@ from gqn.checkpoint import is_pretrained, load_model
 from gqn.data import SceneDataset, view_inputs
 from gqn.defaults import open_dataset
 from gqn.errors import GQNError
-from gqn.files import write_json
+from gqn.fields import check
+from gqn.files import writable_folder, write_json
 from gqn.metrics import bits_per_dim, mse, psnr, ssim, view_scores
 from gqn.model import GQN
 
@@ -126,6 +127,15 @@ def view_metrics(predictions: dict[str, torch.Tensor], truths: torch.Tensor) -> 
     return out
 
 
+def refuse_non_finite(values: dict[str, torch.Tensor], scenes: list[str]) -> None:
+    """Each of `values` (B, ...), one row per scene named in `scenes`, must be finite: a NaN is an
+    error naming the scene and the value, never a number averaged into the report."""
+    for what, v in values.items():
+        finite = torch.isfinite(v.reshape(len(v), -1)).all(1)
+        if not finite.all():
+            raise GQNError(f"{scenes[int(torch.argmin(finite.int()))]}: {what} is not finite (NaN or inf)")
+
+
 def image_metrics(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-image MSE, PSNR and SSIM: each (B,)."""
     return {"mse": mse(prediction, truth), "psnr": psnr(prediction, truth), "ssim": ssim(prediction, truth)}
@@ -157,6 +167,10 @@ def evaluate(
 ) -> dict:
     """The report described in the module docstring, as a JSON-ready dict; a progress bar on
     stderr counts the scenes of every context size."""
+    check("--scenes", scenes, "int", min=1)
+    check("--samples", samples, "int", min=0)
+    check("--sigma", sigma, "float", above=0)
+    check("--seed", seed, "int", min=0)
     if max(contexts) >= dataset.views:
         raise GQNError(
             f"--context {max(contexts)}: scenes have {dataset.views} views, so at most {dataset.views - 1}"
@@ -194,6 +208,15 @@ def evaluate(
                 "context_mean": [context_x.mean(1)],
                 "nearest_view": [views["nearest_view"][:, 0]],
             }
+            names = [f"{dataset.dataset_name}/{dataset.source.split} scene {i}" for i, _ in part]
+            outputs = {f"the {key} at K={k}": out[key] for key in elbo}
+            outputs.update(
+                (f"the {m} prediction {j} at K={k}", p)
+                for m, ps in predictions.items()
+                for j, p in enumerate(ps)
+            )
+            outputs.update((f"the {m} predictions of the view metrics at K={k}", p) for m, p in views.items())
+            refuse_non_finite(outputs, names)
             for method, images in predictions.items():
                 if not images:  # samples=0
                     continue
@@ -300,13 +323,14 @@ def run(args) -> int:
     if min(contexts) < 1:
         raise GQNError(f"--context {args.context}: sizes start at 1")
     model, loaded = load_model(args.checkpoint)
+    out = args.out or default_report_path(args.checkpoint, loaded.path)
+    writable_folder(Path(out).parent)  # before the work, not after it
     dataset = open_dataset(args.data, args.split, model.config.image_size, loaded.dataset)
     scenes = fit_scenes(args.scenes, SCENES, dataset)
     sigma = loaded.sigma if args.sigma is None else args.sigma
     report = evaluate(model, dataset, scenes, contexts, args.samples, sigma, args.seed)
     report.update(checkpoint=loaded.path, step=loaded.step)
     print(format_table(report))
-    out = args.out or default_report_path(args.checkpoint, loaded.path)
     print(f"wrote {write_json(report, out)}")
     return 0
 

@@ -29,6 +29,7 @@ from gqn.checkpoint import (
 )
 from gqn.config import training_commands
 from gqn.errors import GQNError
+from gqn.files import writable_folder
 
 
 def export(
@@ -96,6 +97,7 @@ def run(args) -> int:
             report = json.loads(Path(args.eval).read_text())
         except (OSError, ValueError) as e:
             raise GQNError(f"{args.eval}: cannot read the eval report ({e})") from None
+    writable_folder(args.out)
     for path in export(args.checkpoint, args.name, args.out, report, args.earlier):
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0

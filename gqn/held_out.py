@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,16 +28,28 @@ from gqn.runlog import RunLog
 from gqn.runtime import autocast
 
 
+def held_out_path(path: str | os.PathLike) -> str | os.PathLike:
+    """Where the test split of the data that `path` names is. Where `path` is a split folder or a
+    file (what training reads), that is the test/ folder beside it, never the training data."""
+    train, test = find_split(path, "train"), find_split(path, "test")
+    if test.files != train.files:
+        return path
+    sibling = Path(train.files[0]).parent.with_name("test")
+    if sibling.is_dir() and find_split(sibling).files != train.files:
+        return sibling
+    raise GQNError(f"{path} is the training data itself, with no test/ folder beside it")
+
+
 def held_out_batch(path: str | os.PathLike, cfg: TrainConfig) -> dict | None:
     """A fixed held-out batch from the test split, and under "views" a few held-out scenes with 3
     context views and up to 10 query cameras each, for the view metrics. None, with a note, if the
     data has no test split; a test split that cannot be read is an error like any other data."""
     try:
-        find_split(path, "test")
+        path = held_out_path(path)
     except GQNError as e:
         print(f"no held-out evaluation: {e}", file=sys.stderr)
         return None
-    test = SceneDataset(path, split="test", image_size=cfg.image_size)
+    test = SceneDataset(path, split="test", image_size=cfg.image_size, skip_corrupt=cfg.skip_corrupt)
     size = min(cfg.batch_size, len(test), 16)
     context = min(cfg.max_context, test.views - 1)
     loader = make_loader(test, size, context_size=context, seed=cfg.seed + 1, shuffle=True)

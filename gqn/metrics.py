@@ -12,17 +12,21 @@ import torch
 PSNR_CAP = 100.0  # dB for identical images, where the PSNR would be infinite
 
 
+def decibels(err: torch.Tensor) -> torch.Tensor:
+    """-10 log10(err), capped at PSNR_CAP where err is 0. A NaN error stays NaN and an infinite
+    one is -inf: a non-finite prediction never scores as a perfect one."""
+    return torch.where(err == 0, torch.full_like(err, PSNR_CAP), -10 * torch.log10(err)).clamp_max(PSNR_CAP)
+
+
 def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean squared error per image: (B, 3, H, W) x 2 -> (B,)."""
     return ((x.float() - y.float()) ** 2).flatten(1).mean(1)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio per image in dB for a peak of 1, capped at PSNR_CAP: (B,)."""
-    err = mse(x, y)
-    return torch.where(
-        err > 0, -10 * torch.log10(err.clamp_min(1e-30)), torch.full_like(err, PSNR_CAP)
-    ).clamp_max(PSNR_CAP)
+    """Peak signal-to-noise ratio per image in dB for a peak of 1, capped at PSNR_CAP; NaN for an
+    image holding NaN: (B,)."""
+    return decibels(mse(x, y))
 
 
 def bits_per_dim(nats_per_image: float, dims: int) -> float:
@@ -70,8 +74,7 @@ def view_scores(predictions: torch.Tensor, truths: torch.Tensor) -> tuple[float,
     p = predictions.double().flatten(1)
     x = truths.double().flatten(1)
     err = torch.stack([((p_i - x) ** 2).mean(1) for p_i in p])  # err[i, j] = MSE(P_i, X_j), exact ties
-    db = torch.where(err > 0, -10 * torch.log10(err.clamp_min(1e-30)), torch.full_like(err, PSNR_CAP))
-    db = db.clamp_max(PSNR_CAP)
+    db = decibels(err)
     diagonal = torch.eye(q, dtype=torch.bool)
     gain = db[diagonal].mean() - db[~diagonal].mean()
     nearest = err == err.min(0, keepdim=True).values  # (Q, Q): P_i is (one of) the nearest to X_j

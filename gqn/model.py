@@ -19,7 +19,7 @@ transposed convolution of the new h_g. The mean image is a 1x1 convolution of th
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ from torch import nn
 
 from gqn.epipolar import RAY_WEIGHTINGS, Epipolar
 from gqn.errors import GQNError
+from gqn.fields import check_fields, from_dict
 
 V_DIM = 7  # the official viewpoint encoding
 X_CHANNELS = 3
@@ -35,54 +36,47 @@ SCALE = 4  # the generation grid is 1/4 of the image resolution
 
 @dataclass(frozen=True)
 class GQNConfig:
-    image_size: int = 64  # frames the model learned from (H = W; gqn train sets it); any multiple of 4 runs
+    # frames the model learned from (H = W; gqn train sets it); any multiple of 4 runs
+    image_size: int = field(default=64, metadata={"min": 8, "multiple_of": SCALE})
     # "tower", "pool" (tower, averaged to 1x1), "pyramid" (the paper's three), or "epipolar"
     # (E-GQN: one r per cell of the query's grid, gathered along its ray; gqn/epipolar.py)
     representation: str = "tower"
-    r_channels: int = 256  # Cr: channels of the scene representation r
-    h_channels: int = 256  # Ch: hidden (and cell) channels of both convolutional LSTM cores
-    u_channels: int = 256  # Cu: channels of the canvas u, at full resolution
-    z_channels: int = 64  # Cz: latent channels per grid position and step
-    L: int = 12  # generation steps
-    kernel_size: int = 5  # the cores' convolutions, and the prior's and posterior's
+    r_channels: int = field(default=256, metadata={"min": 8})  # Cr: channels of r (the pyramid's first: Cr/8)
+    h_channels: int = field(default=256, metadata={"min": 1})  # Ch: hidden (and cell) channels of both cores
+    u_channels: int = field(default=256, metadata={"min": 1})  # Cu: channels of the canvas u, at full size
+    z_channels: int = field(default=64, metadata={"min": 1})  # Cz: latent channels per grid position and step
+    L: int = field(default=12, metadata={"min": 1})  # generation steps
+    # the cores' convolutions, and the prior's and posterior's; odd, so that padding keeps the grid
+    kernel_size: int = field(default=5, metadata={"min": 1, "odd": True})
     shared_core: bool = True  # one generation and one inference core for all L steps, or L of each
     # The cameras' geometry, used by the epipolar representation only (gqn train takes them from
     # the dataset's description, gqn.data.DATASETS, unless a config file sets them):
-    fov: float | None = None  # field of view of the frames, degrees
-    near: float | None = None  # the scene lies between these depths from any camera
-    far: float | None = None
-    depth_samples: int = 32  # D: points sampled along each query ray
-    ray_weighting: str = "softmax"  # how depths along a ray are weighed: "softmax" or "transmittance"
+    fov: float | None = field(default=None, metadata={"above": 0, "below": 180})  # of the frames, degrees
+    near: float | None = field(default=None, metadata={"above": 0})  # the scene lies between these depths
+    far: float | None = field(default=None, metadata={"above": 0})  # from any camera
+    depth_samples: int = field(default=32, metadata={"min": 1})  # D: points sampled along each query ray
+    # how depths along a ray are weighed: "softmax" or "transmittance"
+    ray_weighting: str = field(default="softmax", metadata={"choices": RAY_WEIGHTINGS})
 
     def __post_init__(self):
+        check_fields(self)
         if self.representation not in REPRESENTATIONS:
             raise GQNError(
                 f"representation {self.representation!r} is not one of {', '.join(REPRESENTATIONS)}"
             )
-        if self.ray_weighting not in RAY_WEIGHTINGS:
-            raise GQNError(f"ray_weighting {self.ray_weighting!r} is not one of {', '.join(RAY_WEIGHTINGS)}")
-        if self.image_size % SCALE or self.image_size < 8:
-            raise GQNError(f"image_size {self.image_size} is not a multiple of 4 (at least 8)")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type == "int" and (not isinstance(value, int) or value < 1):
-                raise GQNError(f"config field {f.name} must be a positive integer, got {value!r}")
+        if self.representation == "pyramid" and self.image_size < 64:
+            raise GQNError(
+                f"image_size must be at least 64 for the pyramid (its last layer is 8x8/8 of H/8), got {self.image_size}"
+            )
+        if self.near is not None and self.far is not None and self.far <= self.near:
+            raise GQNError(f"far must be more than near, got near {self.near} and far {self.far}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> GQNConfig:
-        return dataclass_from_dict(cls, d, where)
-
-
-def dataclass_from_dict(cls, d: dict, where: str):
-    """Build a config dataclass from a dict; an unknown key is an error naming it and the valid ones."""
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise GQNError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-    return cls(**d)
+        return from_dict(cls, d, where)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ gqn plot runs/gqn --out curves.png
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import matplotlib
 
@@ -15,7 +16,7 @@ from matplotlib.backend_bases import FigureCanvasBase
 
 from gqn.arguments import HelpFormatter
 from gqn.errors import GQNError
-from gqn.files import atomic_write
+from gqn.files import atomic_write, writable_folder
 from gqn.images import file_format
 from gqn.runlog import read_metrics
 
@@ -103,5 +104,6 @@ def run(args) -> int:
     for run_dir in args.run_dirs:
         if not os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
             raise GQNError(f"{run_dir}: no metrics.jsonl (is it a run folder of gqn train?)")
+    writable_folder(Path(args.out).parent)
     print(f"wrote {training_curves(args.run_dirs, args.out)}")
     return 0

@@ -43,6 +43,8 @@ from gqn.checkpoint import load_model
 from gqn.data import view_inputs, viewpoints
 from gqn.defaults import open_dataset
 from gqn.errors import GQNError
+from gqn.fields import check
+from gqn.files import writable_folder
 from gqn.images import ANIMATED, STILL, grid, image_format, save_animation, save_image
 from gqn.metrics import psnr
 from gqn.model import GQN
@@ -63,6 +65,11 @@ def own_scene(folder: str | os.PathLike, size: int) -> tuple[np.ndarray, np.ndar
     if cameras.shape != (len(images), 5):
         raise GQNError(
             f"{folder}: {len(images)} images but cameras are {cameras.shape}, expected ({len(images)}, 5)"
+        )
+    if not np.isfinite(cameras).all():
+        view = int(np.argmin(np.isfinite(cameras).all(1)))
+        raise GQNError(
+            f"{folder}: the camera of view {view} ({images[view].name}) is not finite: {cameras[view].tolist()}"
         )
     if len(images) < 2:
         raise GQNError(f"{folder}: at least 2 views are needed (context and query), found {len(images)}")
@@ -110,6 +117,8 @@ def predict(
     scaled to its maximum)."""
     if not 1 <= context < len(frames):
         raise GQNError(f"--context {context}: the scene has {len(frames)} views, so 1..{len(frames) - 1}")
+    check("--samples", samples, "int", min=0)
+    check("--seed", seed, "int", min=0)
     x, v = view_inputs(one_scene(frames, cameras))
     cx, cv, qx, qv = x[:, 1 : context + 1], v[:, 1 : context + 1], x[:, 0], v[:, 0]
     torch.manual_seed(seed)
@@ -214,6 +223,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     image_format(args.out, animated=args.orbit)  # a file it cannot write is refused before any work
+    writable_folder(Path(args.out).parent)
     model, loaded = load_model(args.checkpoint)
     frames, cameras, name = load_views(
         args.scene, args.data, args.split, model.config.image_size, loaded.dataset

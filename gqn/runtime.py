@@ -30,6 +30,11 @@ def setup_process(device: str = "auto") -> tuple[int, int, torch.device]:
         where = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
     else:
         where = torch.device(device)
+    if where.type == "cuda" and (where.index or 0) >= torch.cuda.device_count():
+        found = (
+            f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
+        )
+        raise GQNError(f"--device {device}: torch sees {found} here; use --device cpu, or auto")
     if where.type == "cuda" and where.index is None:
         where = torch.device("cuda", local)
     if world > 1 and not dist.is_initialized():

@@ -31,6 +31,7 @@ from gqn.checkpoint import (
     check_same_model,
     checkpoint_dir,
     load_model,
+    remove_leftovers,
     resolve,
     resume,
     save_checkpoint,
@@ -39,7 +40,8 @@ from gqn.checkpoint import (
 from gqn.config import TrainConfig, add_flags, get_config, train_config_from_args, with_cameras
 from gqn.data import SceneDataset, make_loader, model_inputs
 from gqn.defaults import dataset_path
-from gqn.errors import GQNError
+from gqn.errors import DataError, GQNError
+from gqn.files import writable_folder
 from gqn.held_out import evaluate_held_out, held_out_batch
 from gqn.metrics import bits_per_dim
 from gqn.model import GQN
@@ -61,8 +63,13 @@ def train(cfg: TrainConfig) -> Result:
     rank, world, device = setup_process(cfg.device)
     lead = rank == 0
     torch.manual_seed(cfg.seed)  # the same on every rank: same weights, same global noise
+    if lead:
+        writable_folder(cfg.run_dir)  # a folder it cannot write to is said before any work
+        removed = remove_leftovers(cfg.run_dir)
+        if removed:
+            print(f"removed {len(removed)} temporary file(s) of an interrupted save: {removed[0].name} ...")
     cfg.data = str(dataset_path(cfg.data))
-    dataset = SceneDataset(cfg.data, split="train", image_size=cfg.image_size)
+    dataset = SceneDataset(cfg.data, split="train", image_size=cfg.image_size, skip_corrupt=cfg.skip_corrupt)
     loader = make_loader(
         dataset,
         cfg.batch_size,
@@ -100,6 +107,7 @@ def train(cfg: TrainConfig) -> Result:
         model.load_state_dict(start.state_dict())
         if lead:
             print(f"initialised from {loaded.path} (trained {loaded.step} steps); optimizer new, step 0")
+    saved_at = step if checkpoint else None  # the step of the newest checkpoint
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -236,14 +244,23 @@ def train(cfg: TrainConfig) -> Result:
                 # --- save ---
                 done = step >= cfg.max_steps or stop.received or out_of_time
                 if step % cfg.checkpoint_every == 0 or done:
-                    checkpoint = save() or checkpoint
+                    checkpoint, saved_at = save() or checkpoint, step
                 if done:
                     break
+    except DataError as e:  # a corrupt record: keep the steps taken, say where and how to go on
+        if step > (saved_at or 0):
+            checkpoint = save() or checkpoint
+        kept = f"saved {checkpoint}; " if checkpoint else ""
+        raise GQNError(
+            f"{e} (a scene of the batch of step {step + 1}); {kept}--resume {cfg.run_dir} --skip-corrupt "
+            "goes on, each corrupt scene replaced by the next sound one"
+        ) from None
     finally:
+        loader.close()
         stop.restore()
         bar.close()
         if log is not None:
-            log.close()
+            log.close(quietly=sys.exc_info()[1] is not None)  # the error that stopped the run is told
     if lead and (stop.received or out_of_time):
         why = stop.received or f"the {cfg.max_minutes:g}-minute limit"
         print(

@@ -6,6 +6,7 @@ import http.server
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from gqn.cli import main
 from gqn.data import write_scenes
 from gqn.data.download import download, parse_goog_hash
 from gqn.data.table import DATASETS
+from gqn.data.tfrecord import masked_crc32c
 from gqn.errors import GQNError
 
 NAME = "shepard_metzler_5_parts"
@@ -41,6 +43,7 @@ class Bucket(http.server.ThreadingHTTPServer):
         self.corrupt: set[str] = set()
         self.statuses: dict[str, list[int]] = {}  # path -> statuses to answer first, in order
         self.delay = 0.0  # seconds between 4 KB pieces
+        self.hold: threading.Event | None = None  # when set: halfway through a file, wait for it
 
     @property
     def url(self) -> str:
@@ -83,6 +86,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             payload = payload[: server.cut_after[path]]
         for i in range(0, len(payload), 4096):
             self.wfile.write(payload[i : i + 4096])
+            if server.hold is not None and i < len(payload) // 2 <= i + 4096:
+                self.wfile.flush()
+                server.hold.wait(timeout=120)
             if server.delay:
                 time.sleep(server.delay)
         if path in server.cut_after:
@@ -162,6 +168,22 @@ def test_corrupted_bytes_are_detected_and_not_kept(bucket, tmp_path):
     assert fetched(dest) == []  # neither the file nor its .part
 
 
+def test_a_record_length_past_the_end_of_the_file_is_fatal_and_not_kept(bucket, tmp_path):
+    """A length field with a valid CRC that claims 1 TiB: a truncated record, not a MemoryError."""
+    path = f"{NAME}/train/001-of-900.tfrecord"
+    size = (bucket.root / path).stat().st_size
+    length = struct.pack("<Q", 1 << 40)
+    with open(bucket.root / path, "ab") as f:
+        f.write(length + struct.pack("<I", masked_crc32c(length)))
+    with pytest.raises(
+        GQNError,
+        match=rf"001-of-900\.tfrecord: not a sound TFRecord file \(truncated record: header says "
+        rf"1099511627792 bytes, file has 12 at byte {size}\); the partial file was deleted",
+    ):
+        download(NAME, tmp_path / "data", split="train", files=1, base_url=bucket.url, progress=False)
+    assert fetched(tmp_path / "data") == []  # neither the file nor its .part
+
+
 def test_http_errors(bucket, tmp_path, capsys):
     dest = tmp_path / "data"
     with pytest.raises(GQNError, match=r"004-of-900\.tfrecord: HTTP 404"):
@@ -196,7 +218,7 @@ def test_goog_hash_parsing():
 @pytest.mark.slow
 def test_sigint_leaves_only_part_files(bucket, tmp_path):
     dest = tmp_path / "data"
-    bucket.delay = 0.05  # about 80 KB/s: slow enough to interrupt mid-file
+    bucket.hold = threading.Event()  # every file stalls halfway until the signal
     run = subprocess.Popen(
         [sys.executable, "-m", "gqn", *download_args(dest, bucket, "--files 3")],
         cwd=REPO,
@@ -210,7 +232,10 @@ def test_sigint_leaves_only_part_files(bucket, tmp_path):
         assert time.time() < deadline and run.poll() is None, run.communicate()
         time.sleep(0.1)
     run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=60)
+    try:
+        _, err = run.communicate(timeout=60)
+    finally:
+        bucket.hold.set()
     assert run.returncode == 130, err
     files = fetched(dest)
     assert files and all(f.endswith(".part") for f in files)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from gqn.data.dataset import SceneDataset
-from gqn.errors import GQNError
+from gqn.errors import DataError, GQNError
 
 
 def viewpoints(cameras: torch.Tensor) -> torch.Tensor:
@@ -127,6 +127,44 @@ def _identity(batch):
     return batch
 
 
+class _Reading(torch.utils.data.Dataset):
+    """The scenes as a loader reads them: a corrupt record's DataError comes back as the batch,
+    for `Loader` to raise as itself (torch re-raises a worker's error as a RuntimeError holding a
+    traceback, which names neither file nor offset in a line a person can act on)."""
+
+    def __init__(self, scenes: SceneDataset):
+        self.scenes = scenes
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitems__(self, specs) -> dict[str, torch.Tensor] | DataError:
+        try:
+            return self.scenes.get_views(specs)
+        except DataError as e:
+            return e
+
+
+class Loader(torch.utils.data.DataLoader):
+    """A DataLoader that raises a corrupt record's DataError in the process that iterates it,
+    whichever process read the record, and whose workers `close` stops."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, DataError):
+                self.close()
+                raise batch
+            yield batch
+
+    def close(self) -> None:
+        """Stop the worker processes now; iterating again starts new ones. Workers ignore SIGTERM,
+        so a process that exits on an error while its loader lives on (held by the error's
+        traceback) would wait for them at exit for ever."""
+        if self._iterator is not None:  # persistent workers: torch keeps their iterator here
+            self._iterator._shutdown_workers()
+            self._iterator = None
+
+
 def _leave_stopping_to_the_main_process(worker_id: int) -> None:
     """Workers ignore SIGTERM and SIGINT: a scheduler or `kill` that signals every process of a run
     must reach the main process, which saves a checkpoint and stops; a worker that died first
@@ -162,8 +200,8 @@ def make_loader(
         rank=rank,
         world_size=world_size,
     )
-    return torch.utils.data.DataLoader(
-        dataset,
+    return Loader(
+        _Reading(dataset),
         batch_sampler=sampler,
         collate_fn=_identity,  # the dataset's get_views (DataLoader calls it __getitems__) stacks it
         num_workers=workers,

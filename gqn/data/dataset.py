@@ -63,8 +63,9 @@ class SceneDataset(torch.utils.data.Dataset):
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
         first = self.encoded(0)
-        self.views = first.views  # views per scene, as stored in the first record
+        self.views = first.views  # views per scene: every scene of a split has as many as the first
         self.stored_size = first.decode([0]).shape[1]
+        self._check_views(self.encoded(len(self) - 1))  # a first scene unlike the rest shows here
 
     @property
     def dataset_name(self) -> str:
@@ -96,8 +97,18 @@ class SceneDataset(torch.utils.data.Dataset):
         check_data(path, offset, data, blob[HEADER_BYTES + length :], length)
         return parse_scene(data, path, offset)
 
+    def _check_views(self, scene: EncodedScene) -> None:
+        if scene.views != self.views:
+            raise DataError(
+                scene.path,
+                f"scene has {scene.views} views where the split's first scene "
+                f"({self.files[self.file_of[0]]} at byte {self.records[0][0]}) has {self.views}",
+                scene.offset,
+            )
+
     def _read(self, index: int, views: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
         scene = self.encoded(index)
+        self._check_views(scene)
         if views is None:
             views = range(scene.views)
         elif max(views) >= scene.views:

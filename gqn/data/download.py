@@ -20,12 +20,14 @@ import hashlib
 import http.client
 import os
 import shutil
+import socket
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,48 @@ RETRIES = 6
 
 class Fatal(GQNError):
     """A problem retrying cannot fix (403, 404, a full disk, corrupt data)."""
+
+
+class Stop(threading.Event):
+    """The signal for every transfer to stop. Setting it also cuts the connections in use, so a
+    transfer waiting on a stalled server stops at once, not after its timeout (Ctrl-C is prompt)."""
+
+    def __init__(self):
+        super().__init__()
+        self._lock = threading.Lock()
+        self._live: set = set()
+
+    @contextmanager
+    def watching(self, response):
+        with self._lock:
+            self._live.add(response)
+        if self.is_set():
+            _cut(response)
+        try:
+            yield response
+        finally:
+            with self._lock:
+                self._live.discard(response)
+
+    def set(self) -> None:
+        super().set()
+        with self._lock:
+            for response in self._live:
+                _cut(response)
+
+
+def _cut(response) -> None:
+    """Shut the response's connection down: a read blocked on it returns at once."""
+    try:
+        sock = socket.socket(fileno=os.dup(response.fileno()))
+    except (OSError, ValueError):  # already closed
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 @dataclass
@@ -106,7 +150,7 @@ def _total_size(response, start: int) -> int | None:
     return int(length) if length is not None else None
 
 
-def fetch(job: Job, timeout: float, progress, stop: threading.Event, retries: int = RETRIES) -> str:
+def fetch(job: Job, timeout: float, progress, stop: Stop, retries: int = RETRIES) -> str:
     """Fetch one file to completion (resuming its .part), verify it, rename it.
 
     Returns "done", "skipped" (already complete) or "stopped" (asked to stop; the .part stays).
@@ -118,7 +162,7 @@ def fetch(job: Job, timeout: float, progress, stop: threading.Event, retries: in
     for attempt in range(retries):
         start = job.part.stat().st_size if job.part.exists() else 0
         try:
-            with _open(job.url, start, timeout) as response:
+            with _open(job.url, start, timeout) as response, stop.watching(response):
                 if start and response.status == 200:  # the server ignored the Range: start over
                     progress(-start)
                     start = 0
@@ -241,7 +285,7 @@ def download(
     free = shutil.disk_usage(dest).free
     if needed > free:
         raise GQNError(f"{dest}: {needed / 1e9:.2f} GB to fetch but {free / 1e9:.2f} GB free")
-    stop = threading.Event()
+    stop = Stop()
     counts = {"done": 0, "skipped": 0}
     start = time.perf_counter()
     fetched = 0
@@ -268,7 +312,7 @@ def download(
                 outcome = future.result()
                 counts[outcome] = counts.get(outcome, 0) + 1
         except BaseException:
-            stop.set()  # let the transfers stop at their next chunk; their .part files stay
+            stop.set()  # cuts the transfers short; their .part files stay
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown()

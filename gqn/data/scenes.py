@@ -140,7 +140,14 @@ def parse_scene(data: bytes | memoryview, path: str = "<memory>", offset: int | 
             f"(expected {5 * len(jpegs)} = 5 per frame)",
             offset,
         )
-    return EncodedScene(jpegs, cameras.reshape(len(jpegs), 5), path, offset)
+    cameras = cameras.reshape(len(jpegs), 5)
+    finite = np.isfinite(cameras).all(1)
+    if not finite.all():
+        view = int(np.argmin(finite))
+        raise DataError(
+            path, f"camera of view {view} is not finite: {cameras[view].tolist()} (x, y, z, yaw, pitch)", offset
+        )
+    return EncodedScene(jpegs, cameras, path, offset)
 
 
 def scene_record(scene) -> bytes:

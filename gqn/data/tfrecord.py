@@ -87,6 +87,17 @@ def check_data(path: str, offset: int, data: bytes, footer: bytes, length: int) 
         raise DataError(path, "corrupt record: data CRC mismatch", offset)
 
 
+def check_fits(path: str, offset: int, length: int, size: int) -> None:
+    """A record of `length` data bytes at `offset` must end within the file's `size` bytes: a
+    length field that claims more (a valid CRC does not make it true) is a truncated record, never
+    a read of that many bytes."""
+    end = offset + HEADER_BYTES + length + FOOTER_BYTES
+    if end > size:
+        raise DataError(
+            path, f"truncated record: header says {end - offset} bytes, file has {size - offset}", offset
+        )
+
+
 def scan_records(f: BinaryIO, path: str) -> Iterator[tuple[int, int]]:
     """Yield (offset, length) of every record, checking headers and sizes but not data CRCs.
 
@@ -100,15 +111,9 @@ def scan_records(f: BinaryIO, path: str) -> Iterator[tuple[int, int]]:
         length = read_header(f, path, offset)
         if length is None:
             return
-        end = offset + HEADER_BYTES + length + FOOTER_BYTES
-        if end > size:
-            raise DataError(
-                path,
-                f"truncated record: header says {end - offset} bytes, file has {size - offset}",
-                offset,
-            )
+        check_fits(path, offset, length, size)
         yield offset, length
-        offset = end
+        offset += HEADER_BYTES + length + FOOTER_BYTES
         f.seek(offset)
 
 
@@ -121,12 +126,14 @@ def read_records(
     fails its CRC raises too, or with `yield_bad_data` is yielded as (offset, DataError) and
     reading goes on with the next record, which the sound header still locates.
     """
+    size = f.seek(0, os.SEEK_END)
     offset = 0
     f.seek(0)
     while True:
         length = read_header(f, path, offset)
         if length is None:
             return
+        check_fits(path, offset, length, size)
         data = f.read(length)
         footer = f.read(FOOTER_BYTES)
         try:

@@ -1,4 +1,5 @@
-"""Checking GQN TFRecord files completely: every CRC, every Example, every JPEG.
+"""Checking GQN TFRecord files completely: every CRC, every Example, every camera (finite), every
+JPEG; a file without a scene is a problem too.
 
     report = verify_file("shepard_metzler_5_parts/train/001-of-900.tfrecord")
     report.scenes, report.errors
@@ -44,4 +45,6 @@ def verify_file(path: str) -> FileReport:
     except OSError as e:
         report.errors.append(str(DataError(path, f"cannot read: {e.strerror}")))
     report.errors[:0] = [str(e) for e in reader.skipped]
+    if not report.scenes and not report.errors:
+        report.errors.append(str(DataError(path, f"no scenes in {report.bytes} bytes")))
     return report

@@ -1,6 +1,6 @@
 # The two commands of the README, and what they stand on.
 #   make demo   set up, then run the main job on the built-in default data
-#   make test   set up, then lint and run every test (what CI runs)
+#   make test   set up (with Chromium for the browser test), then lint and run every test (what CI runs)
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,9 +8,11 @@ OUT ?= out
 
 # Mesa's offscreen OpenGL for MuJoCo (OSMesa, and EGL as the alternative), from Debian.
 SYSTEM_PACKAGES := libosmesa6 libegl1 libegl-mesa0 libgl1-mesa-dri
+# Debian's Chromium and its WebDriver, for the browser test of gqn view (make test only).
+TEST_PACKAGES := chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system demo test lint bench clean
+.PHONY: setup system system-test demo test lint bench clean
 
 setup: system $(VENV)/.installed
 
@@ -18,6 +20,11 @@ system:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES); }
+
+system-test:
+	@dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(TEST_PACKAGES); }
 
 # torch is pinned here (the CPU build on this machine's disk); the package itself asks for a range.
 $(VENV)/.installed: pyproject.toml
@@ -39,7 +46,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: lint system-test
 	$(PY) -m pytest
 
 bench: setup

@@ -13,6 +13,7 @@
     gqn render CHECKPOINT --data ROOT/DATASET --scene 3 [--orbit] --out FILE
     gqn analyze CHECKPOINT --data ROOT/DATASET --out analysis/
     gqn export CHECKPOINT --name NAME --out DIR    weights as safetensors + config JSON
+    gqn view CHECKPOINT [--port 8000]   a web page: drag the camera, the model draws the view
     (CHECKPOINT may also be pretrained:NAME: weights that ship with gqn)
 
 `python -m gqn` is the same command. Errors in the user's input print one line and exit 1.
@@ -23,12 +24,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gqn import __version__, analyze, counts, data_commands, demo, evaluate, export, plots, render, train
+from gqn import (
+    __version__,
+    analyze,
+    counts,
+    data_commands,
+    demo,
+    evaluate,
+    export,
+    plots,
+    render,
+    train,
+    view,
+)
 from gqn.arguments import HelpFormatter
 from gqn.errors import GQNError
 
 # In the order `gqn --help` lists them.
-SUBCOMMANDS = (demo, data_commands, train, evaluate, render, analyze, export, plots, counts)
+SUBCOMMANDS = (demo, data_commands, train, evaluate, render, view, analyze, export, plots, counts)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,7 +38,9 @@ def main() -> None:
         frame = wait_for_frame(driver, after=frame["seq"])
         time.sleep(0.5)  # the true view's image
         driver.save_screenshot(args.out)
-    print(f"wrote {args.out}: scene {frame['scene']}, context {frame['context']}, camera on view {frame['truth']}")
+    print(
+        f"wrote {args.out}: scene {frame['scene']}, context {frame['context']}, camera on view {frame['truth']}"
+    )
 
 
 if __name__ == "__main__":

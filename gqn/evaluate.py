@@ -52,6 +52,16 @@ MAX_QUERIES = 10  # cameras per scene for the view metrics
 SCENES = 100  # held-out scenes evaluated, unless asked otherwise
 
 
+def check_settings(scenes: int | None, samples: int, sigma: float | None, seed: int) -> None:
+    """The settings of an evaluation, each a one-line error when out of range (None: not given)."""
+    if scenes is not None:
+        check("--scenes", scenes, "int", min=1)
+    check("--samples", samples, "int", min=0)
+    if sigma is not None:
+        check("--sigma", sigma, "float", above=0)
+    check("--seed", seed, "int", min=0)
+
+
 def fit_scenes(asked: int | None, default: int, dataset: SceneDataset, flag: str = "--scenes") -> int:
     """The scenes to use: `asked`, which the split must have, or else `default`, shrunk (and
     said so on stderr) to what the split has."""
@@ -167,10 +177,7 @@ def evaluate(
 ) -> dict:
     """The report described in the module docstring, as a JSON-ready dict; a progress bar on
     stderr counts the scenes of every context size."""
-    check("--scenes", scenes, "int", min=1)
-    check("--samples", samples, "int", min=0)
-    check("--sigma", sigma, "float", above=0)
-    check("--seed", seed, "int", min=0)
+    check_settings(scenes, samples, sigma, seed)
     if max(contexts) >= dataset.views:
         raise GQNError(
             f"--context {max(contexts)}: scenes have {dataset.views} views, so at most {dataset.views - 1}"
@@ -322,6 +329,7 @@ def run(args) -> int:
         ) from None
     if min(contexts) < 1:
         raise GQNError(f"--context {args.context}: sizes start at 1")
+    check_settings(args.scenes, args.samples, args.sigma, args.seed)  # before any work
     model, loaded = load_model(args.checkpoint)
     out = args.out or default_report_path(args.checkpoint, loaded.path)
     writable_folder(Path(out).parent)  # before the work, not after it

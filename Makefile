@@ -53,6 +53,7 @@ bench: setup
 	$(PY) benchmarks/data_loading.py
 	$(PY) benchmarks/synth.py
 	$(PY) benchmarks/model_step.py --presets tiny,small
+	$(PY) benchmarks/view_latency.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .import_linter_cache

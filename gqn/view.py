@@ -93,10 +93,9 @@ def png(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _number(body: dict, key: str) -> float:
-    value = body.get(key)
+def _number(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadRequest(f"{key}: expected a finite number, got {json.dumps(value)}")
+        raise BadRequest(f"{what}: expected a finite number, got {json.dumps(value)}")
     return float(value)
 
 
@@ -168,7 +167,7 @@ class Viewer:
         if "view" in body:
             j = _index(body["view"], "view", len(cameras), f"scene {body.get('scene')}")
             return cameras[j], j
-        yaw, pitch = _number(body, "yaw"), _number(body, "pitch")
+        yaw, pitch = _number(body.get("yaw"), "yaw"), _number(body.get("pitch"), "pitch")
         if self.path == "sphere":
             pitch = max(-PITCH_LIMIT, min(PITCH_LIMIT, pitch))
             camera = sphere_cameras([yaw], [pitch], SHEPARD_METZLER_RADIUS)[0]
@@ -178,7 +177,7 @@ class Viewer:
             position = body.get("position")
             if not (isinstance(position, list) and len(position) == 3):
                 raise BadRequest(f"position: expected [x, y, z], got {json.dumps(position)}")
-            xyz = [_number({"position": p}, "position") for p in position]
+            xyz = [_number(p, "position") for p in position]
             camera = np.asarray([*xyz, yaw, pitch], np.float32)
         return camera, sits_on(camera, cameras)
 

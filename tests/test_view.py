@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import train_tiny
+from conftest import make_dataset, train_tiny
 from PIL import Image
 
 from gqn.cameras import SHEPARD_METZLER_RADIUS, sphere_cameras
@@ -263,3 +263,18 @@ def test_the_page_turns_the_scene_when_dragged_and_draws_the_models_views(traine
         picture.send_keys(Keys.ARROW_LEFT)
         turned = wait_for_frame(driver, after=widened["seq"])
         assert turned["camera"][3] == pytest.approx(widened["camera"][3] + 2 * np.pi / 48, abs=1e-5)
+
+
+def test_elsewhere_the_camera_turns_freely_where_the_last_view_stood(trained, tmp_path):
+    _, run = trained
+    model, loaded = load_model(run)
+    jaco = SceneDataset(make_dataset(tmp_path, "jaco", files=(1, 1), views=11), "test", 64)
+    viewer = Viewer(model, jaco, loaded, str(run))
+    assert viewer.path == "free" and viewer.info()["views"] == 11
+    _, cameras = viewer.views(0)
+    camera, truth = viewer.camera({"yaw": 0.3, "pitch": -0.2, "position": [1, 2, 0.5]}, cameras)
+    np.testing.assert_array_equal(camera, np.float32([1, 2, 0.5, 0.3, -0.2]))
+    assert truth is None
+    for position in (None, [1, 2], [1, "2", 3], [1, 2, float("nan")]):
+        with pytest.raises(BadRequest, match="position: expected"):
+            viewer.camera({"yaw": 0.3, "pitch": -0.2, "position": position}, cameras)

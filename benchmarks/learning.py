@@ -95,23 +95,25 @@ def main():
             results[spec] = []
             trained = 0.0
             for mark in marks:
-                cfg = TrainConfig(
-                    data=args.data,
-                    run_dir=str(run_dir),
-                    config=config,
-                    batch_size=args.batch_size,
-                    max_minutes=max(mark - trained, 0.05),
-                    eval_every=0,
-                    image_every=0,
-                    checkpoint_every=10**9,
-                    log_every=50,
-                    workers=1,
-                    resume="auto",
-                    **overrides,
-                )
+                settings = {
+                    "data": args.data,
+                    "run_dir": str(run_dir),
+                    "config": config,
+                    "batch_size": args.batch_size,
+                    "max_minutes": max(mark - trained, 0.05),
+                    "eval_every": 0,
+                    "image_every": 0,
+                    "checkpoint_every": 10**9,
+                    "log_every": 50,
+                    "workers": 1,
+                    "resume": "auto",
+                }
+                cfg = TrainConfig(**{**settings, **overrides})  # a run's own batch_size or seed wins
                 start = time.monotonic()
-                train(cfg)
+                result = train(cfg)
                 trained += (time.monotonic() - start) / 60
+                if result.stopped_by:  # Ctrl-C or a kill: gqn train saved and stopped; so does this
+                    raise SystemExit(f"{spec}: stopped by {result.stopped_by} at step {result.step}")
                 figures = {"minutes": trained, **score(run_dir, args.data, args.scenes)}
                 results[spec].append(figures)
                 print(
@@ -120,11 +122,13 @@ def main():
                     f"view gain {figures['view_gain']:5.2f} dB  identification {figures['view_id']:.2f}",
                     flush=True,
                 )
+                if args.out:  # after every mark, so a long benchmark cut short keeps what it measured
+                    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     reference = args.reference or args.runs[0]
     first = results[reference][-1]
     print()
     print(
-        f"{'run':<40} {'min':>5} {'steps':>6} {'PSNR':>6} {'+base':>6} {'gain':>5} {'ident':>5}   ratios to {args.runs[0]}"
+        f"{'run':<40} {'min':>5} {'steps':>6} {'PSNR':>6} {'+base':>6} {'gain':>5} {'ident':>5}   ratios to {reference}"
     )
     for spec, rows in results.items():
         last = rows[-1]

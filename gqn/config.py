@@ -26,12 +26,15 @@ from gqn.model import PRESETS, GQNConfig
 
 
 def get_config(name_or_path: str, **overrides) -> GQNConfig:
-    """A preset by name, or a JSON file of config fields (missing fields take the defaults)."""
+    """A preset by name, or a JSON file of config fields (missing fields take the defaults): the
+    fields themselves, a {"model": fields} file, or exported weights' NAME.json ("model_config"),
+    which trains the exact model of those weights whatever the presets have become since."""
     if name_or_path in PRESETS:
         config = PRESETS[name_or_path]
     elif name_or_path.endswith(".json"):
         d = read_json(name_or_path)
-        config = GQNConfig.from_dict(d.get("model", d), where=name_or_path)
+        fields = d.get("model", d.get("model_config", d))
+        config = GQNConfig.from_dict(fields, where=name_or_path)
     else:
         raise GQNError(f"unknown config {name_or_path!r}; presets: {', '.join(PRESETS)}, or a .json file")
     return replace(config, **overrides) if overrides else config
@@ -72,7 +75,7 @@ class TrainConfig:
         default="runs/gqn", metadata={"help": "checkpoints/, metrics.jsonl and tensorboard/ go here"}
     )
     config: str = field(
-        default="small", metadata={"help": "model: preset (paper, small, tiny) or a .json file"}
+        default="small", metadata={"help": "model: preset (paper, small, tiny, epipolar) or a .json file"}
     )
     batch_size: int = field(
         default=36, metadata={"help": "scenes per step, over all processes (paper: 36)", "min": 1}

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from gqn.checkpoint import available, load_pretrained, weights_path
 from gqn.config import get_config
 from gqn.counts import count_flops, count_parameters
 from gqn.errors import GQNError
@@ -218,6 +219,13 @@ def test_config_presets_files_and_unknown_keys(tmp_path):
     with pytest.raises(GQNError, match="representation 'cube'"):
         GQNConfig(representation="cube")
     assert GQNConfig.from_dict(TINY.to_dict()) == TINY
+
+
+def test_a_config_file_may_be_shipped_weights_description():
+    """`--config gqn/weights/NAME.json` trains the shipped model itself, depth samples and all."""
+    for name in available():
+        shipped = get_config(str(weights_path(f"pretrained:{name}").with_suffix(".json")))
+        assert shipped == load_pretrained(name).config
 
 
 def test_parameter_and_flop_counts():

@@ -2,6 +2,7 @@
 
 gqn model --config paper
 gqn model --config small --context 3
+gqn model --config epipolar --dataset rooms_ring_camera
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import torch
 from tqdm import tqdm
 
 from gqn.arguments import HelpFormatter
-from gqn.config import get_config
+from gqn.config import get_config, with_cameras
+from gqn.data import DATASETS
+from gqn.errors import GQNError
 from gqn.model import GQN, V_DIM, X_CHANNELS
 
 
@@ -58,14 +61,21 @@ def add_parser(sub) -> None:
         "examples:\n  gqn model --config paper\n  gqn model --config small --context 3",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--config", default="small", help="preset (paper, small, tiny) or a .json file")
+    p.add_argument("--config", default="small", help="preset (paper, small, tiny, epipolar) or a .json file")
     p.add_argument("--context", type=int, default=5, help="context views for the FLOP count")
     p.add_argument("--image-size", type=int, default=None, help="frame size (default: the config's)")
+    p.add_argument(
+        "--dataset",
+        default="shepard_metzler_5_parts",
+        help="whose cameras (field of view, depth bounds) an epipolar config without them takes",
+    )
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    config = get_config(args.config)
+    if args.dataset not in DATASETS:
+        raise GQNError(f"--dataset {args.dataset}: not a GQN dataset; one of {', '.join(DATASETS)}")
+    config = with_cameras(get_config(args.config), args.dataset)
     model = GQN(config)
     print(f"config {args.config}:")
     for key, value in config.to_dict().items():

@@ -157,6 +157,20 @@ def test_model_command_prints_counts(capsys):
     assert "unknown config 'nope'" in capsys.readouterr().err
 
 
+def test_model_command_counts_the_epipolar_preset_with_a_datasets_cameras(capsys):
+    assert main(["model", "--config", "epipolar"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  fov             100.0" in out
+        and "  depth_samples   16" in out
+        and "  total                450,273" in out
+    )
+    assert main(["model", "--config", "epipolar", "--dataset", "rooms_ring_camera"]) == 0
+    assert "  fov             60.0" in capsys.readouterr().out
+    assert main(["model", "--config", "epipolar", "--dataset", "nope"]) == 1
+    assert capsys.readouterr().err.startswith("gqn: error: --dataset nope: not a GQN dataset; one of jaco, ")
+
+
 def test_the_seeds_own_command_line_parses_as_written():
     """`--data_parallel=True --batch_size=144 --workers=2 --resume=343000`: hidden aliases, and a
     bool flag that takes =True/=False; the help shows one spelling, with dashes."""

@@ -152,7 +152,9 @@ PRESETS: dict[str, GQNConfig] = {
     "small": GQNConfig(r_channels=64, h_channels=32, u_channels=32, z_channels=8, L=6),
     "tiny": GQNConfig(r_channels=16, h_channels=16, u_channels=16, z_channels=4, L=2, kernel_size=3),
     # small's sizes with the epipolar representation; r per cell already says what the ray meets,
-    # so the cores need less reach: 3x3 kernels and 4 steps, 2.8x fewer FLOPs than small's
+    # so the cores need less reach: 3x3 kernels and 4 steps, 2.8x fewer FLOPs than small's. 16
+    # depths along each ray: in the same minutes they learned more than 8, 32 or 64
+    # (benchmarks/learning.py, README); the shipped weights were trained with 32.
     "epipolar": GQNConfig(
         representation="epipolar",
         r_channels=64,
@@ -161,6 +163,7 @@ PRESETS: dict[str, GQNConfig] = {
         z_channels=8,
         L=4,
         kernel_size=3,
+        depth_samples=16,
     ),
 }
 

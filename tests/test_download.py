@@ -304,3 +304,19 @@ def test_dry_run_without_an_answer_from_the_server_is_an_error(tmp_path, capsys)
     assert out == ""
     assert err.startswith("gqn: error: 4 of 4 files could not be sized, so there is no estimate")
     assert f"{url}/{NAME}/train/001-of-900.tfrecord: [Errno 111] Connection refused" in err
+
+
+def test_ctrl_c_stops_the_transfers_and_is_raised_only_once_they_have_stopped():
+    """Raised where it lands, a KeyboardInterrupt could leave a future's lock held and the pool
+    waiting forever; within stopping_on_sigint it sets the stop and is raised on the way out."""
+    from gqn.data.download import Stop, stopping_on_sigint
+
+    before = signal.getsignal(signal.SIGINT)
+    stop = Stop()
+    reached_the_end = False
+    with pytest.raises(KeyboardInterrupt):
+        with stopping_on_sigint(stop):
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.wait(10)  # set by the handler, and nothing raised here
+            reached_the_end = True
+    assert reached_the_end and signal.getsignal(signal.SIGINT) is before

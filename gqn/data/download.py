@@ -20,6 +20,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import signal
 import socket
 import sys
 import threading
@@ -73,6 +74,30 @@ class Stop(threading.Event):
         with self._lock:
             for response in self._live:
                 _cut(response)
+
+
+@contextmanager
+def stopping_on_sigint(stop: Stop):
+    """Within: Ctrl-C sets `stop` and is raised as KeyboardInterrupt on the way out, once every
+    transfer has stopped. Raised where it lands instead, it could land inside a lock that the
+    pool's futures share and leave the pool waiting forever. The handler sets `stop` from a
+    thread of its own, so it never waits on a lock the code it interrupted holds."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+
+    def handler(signum, frame):
+        caught.append(signum)
+        threading.Thread(target=stop.set, daemon=True).start()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _cut(response) -> None:
@@ -305,17 +330,18 @@ def download(
                 fetched += n
                 bar.update(n)
 
-        pool = ThreadPoolExecutor(jobs)
-        try:
-            futures = [pool.submit(fetch, job, timeout, advance, stop, retries) for job in todo]
-            for future in as_completed(futures):
-                outcome = future.result()
-                counts[outcome] = counts.get(outcome, 0) + 1
-        except BaseException:
-            stop.set()  # cuts the transfers short; their .part files stay
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown()
+        with stopping_on_sigint(stop):  # Ctrl-C: every transfer stops, their .part files stay
+            pool = ThreadPoolExecutor(jobs)
+            try:
+                futures = [pool.submit(fetch, job, timeout, advance, stop, retries) for job in todo]
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    counts[outcome] = counts.get(outcome, 0) + 1
+            except BaseException:
+                stop.set()  # cuts the transfers short; their .part files stay
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown()
     seconds = time.perf_counter() - start
     return {
         "files": len(todo),

@@ -14,8 +14,7 @@ from tqdm import tqdm
 
 from gqn.arguments import HelpFormatter
 from gqn.config import get_config, with_cameras
-from gqn.data import DATASETS
-from gqn.errors import GQNError
+from gqn.data import get_dataset
 from gqn.model import GQN, V_DIM, X_CHANNELS
 
 
@@ -73,8 +72,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    if args.dataset not in DATASETS:
-        raise GQNError(f"--dataset {args.dataset}: not a GQN dataset; one of {', '.join(DATASETS)}")
+    get_dataset(args.dataset)  # an unknown name is an error listing the valid ones
     config = with_cameras(get_config(args.config), args.dataset)
     model = GQN(config)
     print(f"config {args.config}:")

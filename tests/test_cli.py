@@ -168,7 +168,7 @@ def test_model_command_counts_the_epipolar_preset_with_a_datasets_cameras(capsys
     assert main(["model", "--config", "epipolar", "--dataset", "rooms_ring_camera"]) == 0
     assert "  fov             60.0" in capsys.readouterr().out
     assert main(["model", "--config", "epipolar", "--dataset", "nope"]) == 1
-    assert capsys.readouterr().err.startswith("gqn: error: --dataset nope: not a GQN dataset; one of jaco, ")
+    assert capsys.readouterr().err.startswith("gqn: error: unknown dataset 'nope'; valid datasets: jaco, ")
 
 
 def test_the_seeds_own_command_line_parses_as_written():

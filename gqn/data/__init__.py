@@ -21,8 +21,8 @@ __all__ = [
     "get_dataset",
     "make_loader",
     "model_inputs",
-    "view_inputs",
     "read_scenes",
+    "view_inputs",
     "viewpoints",
     "write_scenes",
 ]

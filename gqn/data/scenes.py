@@ -145,7 +145,9 @@ def parse_scene(data: bytes | memoryview, path: str = "<memory>", offset: int | 
     if not finite.all():
         view = int(np.argmin(finite))
         raise DataError(
-            path, f"camera of view {view} is not finite: {cameras[view].tolist()} (x, y, z, yaw, pitch)", offset
+            path,
+            f"camera of view {view} is not finite: {cameras[view].tolist()} (x, y, z, yaw, pitch)",
+            offset,
         )
     return EncodedScene(jpegs, cameras, path, offset)
 

@@ -103,14 +103,13 @@ def scan_records(f: BinaryIO, path: str) -> Iterator[tuple[int, int]]:
 
     This reads only the 12-byte headers and seeks past the data, so indexing a file costs a few
     small reads per record. A record whose data would run past the end of the file is an error.
+    At each yield `f` stands at the record's data, which the caller may read (`read_records`
+    does): the next header is sought from the offsets, wherever the caller left `f`.
     """
-    size = os.fstat(f.fileno()).st_size
+    size = f.seek(0, os.SEEK_END)
     offset = 0
     f.seek(0)
-    while True:
-        length = read_header(f, path, offset)
-        if length is None:
-            return
+    while (length := read_header(f, path, offset)) is not None:
         check_fits(path, offset, length, size)
         yield offset, length
         offset += HEADER_BYTES + length + FOOTER_BYTES
@@ -126,14 +125,7 @@ def read_records(
     fails its CRC raises too, or with `yield_bad_data` is yielded as (offset, DataError) and
     reading goes on with the next record, which the sound header still locates.
     """
-    size = f.seek(0, os.SEEK_END)
-    offset = 0
-    f.seek(0)
-    while True:
-        length = read_header(f, path, offset)
-        if length is None:
-            return
-        check_fits(path, offset, length, size)
+    for offset, length in scan_records(f, path):
         data = f.read(length)
         footer = f.read(FOOTER_BYTES)
         try:
@@ -143,7 +135,6 @@ def read_records(
                 raise
             data = e
         yield offset, data
-        offset += HEADER_BYTES + length + FOOTER_BYTES
 
 
 # ----------------------------------------------------------------------------------------------

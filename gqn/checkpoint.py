@@ -240,23 +240,50 @@ def training_state(
 
 @dataclass(frozen=True)
 class Resumed:
-    path: Path
-    step: int
-    position: dict  # the sampler's: epoch and batch within it
-    init_origin: dict | None
+    """Where a training run starts (`resume_state`)."""
+
+    resume: str | None  # what --resume named, "auto" resolved: the run folder, or None (nothing to resume)
+    path: Path | None = None  # the checkpoint it continues
+    step: int = 0
+    position: dict = field(default_factory=lambda: {"epoch": 0, "start_batch": 0})  # the sampler's
+    init_origin: dict | None = None  # the pretrained weights the run started from, for `gqn export`
+    init: Loaded | None = None  # the --init weights it starts from, at step 0
 
 
-def resume(path: Path, model: GQN, optimizer: torch.optim.Optimizer, device: torch.device) -> Resumed:
-    """Load a checkpoint's weights, optimizer and RNG states into a run of the same model config."""
-    state = load_checkpoint(path, map_location=device)
-    require(path, state, ("step", "model", "optimizer", "rng", "data"), "it cannot continue a run")
-    check_same_model(path, state["model_config"], model.config.to_dict())
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if device.type == "cuda" and state["rng"].get("cuda") is not None:
-        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-    return Resumed(path, state["step"], state["data"], state.get("init_origin"))
+def resume_state(
+    resume: str | None,
+    init: str | None,
+    run_dir: str | os.PathLike,
+    model: GQN,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> Resumed:
+    """Where a training run of `model` starts, loaded into `model` and `optimizer`.
+
+    `resume` (--resume: a checkpoint, a run folder, a step number of `run_dir`, or "auto": `run_dir`'s
+    last.pt if it has one) continues a checkpoint exactly: its weights, optimizer, RNG states and
+    data position. Else `init` (--init: a checkpoint, run folder or pretrained weights) gives the
+    weights alone, at step 0 with the optimizer as it is. Else the run starts new. Either must be
+    of the model's config."""
+    if resume == "auto":
+        resume = str(run_dir) if (checkpoint_dir(run_dir) / "last.pt").exists() else None
+    if resume is not None:
+        path = resolve(resume, run_dir, "--resume")
+        state = load_checkpoint(path, map_location=device)
+        require(path, state, ("step", "model", "optimizer", "rng", "data"), "it cannot continue a run")
+        check_same_model(path, state["model_config"], model.config.to_dict())
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        return Resumed(resume, path, state["step"], state["data"], state.get("init_origin"))
+    if init is not None:
+        start, loaded = load_model(init, flag="--init")
+        check_same_model(loaded.path, start.config.to_dict(), model.config.to_dict())
+        model.load_state_dict(start.state_dict())
+        return Resumed(None, init_origin=loaded.origin, init=loaded)  # pretrained weights: what made them
+    return Resumed(None)
 
 
 def describe(path: str | os.PathLike, state: dict) -> Loaded:

@@ -4,6 +4,7 @@ the signals that ask it to stop.
     rank, world, device = setup_process("auto")     # joins the group under torchrun or spawn
     with autocast("bf16", device): ...
     spawn(train, cfg, gpus)                          # --data-parallel: one process per GPU
+    net = wrap(model, world, device, compile=False)  # DDP across processes; unwrap(net) is model
 
 A process started by `torchrun` (or by `spawn`) finds its rank and world size in the environment.
 """
@@ -70,6 +71,16 @@ def agree(flag: bool, world: int, device: torch.device) -> bool:
     t = torch.tensor([float(flag)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def wrap(model: torch.nn.Module, world: int, device: torch.device, compile: bool = False) -> torch.nn.Module:
+    """The model as a training step calls it: in DistributedDataParallel across processes, and
+    torch.compiled if asked; `unwrap` gives the model back."""
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return torch.compile(model) if compile else model
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

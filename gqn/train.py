@@ -20,23 +20,14 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from gqn.checkpoint import (
-    check_same_model,
-    checkpoint_dir,
-    load_model,
-    remove_leftovers,
-    resolve,
-    resume,
-    save_checkpoint,
-    training_state,
-)
+from gqn.checkpoint import remove_leftovers, resume_state, save_checkpoint, training_state
 from gqn.config import TrainConfig, add_flags, get_config, train_config_from_args, with_cameras
 from gqn.data import SceneDataset, make_loader, model_inputs
 from gqn.defaults import dataset_path
@@ -46,7 +37,7 @@ from gqn.held_out import evaluate_held_out, held_out_batch
 from gqn.metrics import bits_per_dim
 from gqn.model import GQN
 from gqn.runlog import RunLog
-from gqn.runtime import StopSignals, agree, autocast, setup_process, spawn, unwrap
+from gqn.runtime import StopSignals, agree, autocast, setup_process, spawn, unwrap, wrap
 from gqn.schedules import lr_at, sigma_at
 
 
@@ -58,201 +49,75 @@ class Result:
     stopped_by: str | None = None  # the signal that stopped the run early, if any
 
 
+@dataclass
+class Run:
+    """What the loop carries from one step to the next."""
+
+    step: int  # optimizer steps taken
+    position: dict  # the sampler's: epoch and batch within it, where the next step's batch is
+    checkpoint: Path | None  # the newest checkpoint: resumed from, or saved (rank 0)
+    origin: dict | None  # the pretrained weights this run started from (--init), for `gqn export`
+    saved_at: int | None = None  # the step of the newest checkpoint
+    metrics: dict = field(default_factory=dict)  # of the last logged step
+    rate: float | None = None  # scenes per second, smoothed
+    out_of_time: bool = False  # --max-minutes have passed (on any rank)
+
+    def advance(self, batches: int, scenes: int, seconds: float) -> None:
+        """Count a step that took the next of the epoch's `batches` batches: `scenes` in `seconds`."""
+        self.step += 1
+        epochs, batch = divmod(self.position["start_batch"] + 1, batches)  # an epoch's last: the next's first
+        self.position = {"epoch": self.position["epoch"] + epochs, "start_batch": batch}
+        self.rate = scenes / seconds if self.rate is None else 0.9 * self.rate + 0.1 * scenes / seconds
+
+
 def train(cfg: TrainConfig) -> Result:
     # --- set up ---------------------------------------------------------------------------------
     rank, world, device = setup_process(cfg.device)
     lead = rank == 0
     torch.manual_seed(cfg.seed)  # the same on every rank: same weights, same global noise
     if lead:
-        writable_folder(cfg.run_dir)  # a folder it cannot write to is said before any work
-        removed = remove_leftovers(cfg.run_dir)
-        if removed:
-            print(f"removed {len(removed)} temporary file(s) of an interrupted save: {removed[0].name} ...")
-    cfg.data = str(dataset_path(cfg.data))
-    dataset = SceneDataset(cfg.data, split="train", image_size=cfg.image_size, skip_corrupt=cfg.skip_corrupt)
-    loader = make_loader(
-        dataset,
-        cfg.batch_size,
-        cfg.max_context,
-        seed=cfg.seed,
-        workers=cfg.workers,
-        rank=rank,
-        world_size=world,
-    )
-    sampler = loader.batch_sampler
-    held_out = held_out_batch(cfg.data, cfg) if lead else None
+        prepare_run_dir(cfg.run_dir)
+    dataset, loader = open_data(cfg, rank, world)
+    held_out = held_out_batch(cfg.data, cfg) if lead else None  # evaluated on rank 0 alone
+    dims = 3 * (cfg.image_size or dataset.stored_size) ** 2  # of a frame, for bits per dimension
 
-    # --- build ----------------------------------------------------------------------------------
-    # The model records the frame size it learned from, so that eval and render feed it the same.
-    model_cfg = get_config(cfg.config, image_size=cfg.image_size or dataset.stored_size)
-    model_cfg = with_cameras(model_cfg, dataset.dataset_name)
-    model = GQN(model_cfg).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr_start, betas=(0.9, 0.999), eps=1e-8)
-    step, position = 0, {"epoch": 0, "start_batch": 0}
-    origin = None  # what pretrained weights this run started from (--init), for `gqn export`
-
-    # --- resume ---------------------------------------------------------------------------------
-    if cfg.resume == "auto":
-        cfg.resume = cfg.run_dir if (checkpoint_dir(cfg.run_dir) / "last.pt").exists() else None
-    checkpoint = None
-    if cfg.resume is not None:
-        resumed = resume(resolve(cfg.resume, cfg.run_dir, "--resume"), model, optimizer, device)
-        checkpoint, step, position, origin = resumed.path, resumed.step, resumed.position, resumed.init_origin
-        if lead:
-            print(f"resumed from {checkpoint} at step {step}")
-    elif cfg.init is not None:
-        start, loaded = load_model(cfg.init, flag="--init")
-        origin = loaded.origin  # pretrained weights: what made them
-        check_same_model(loaded.path, start.config.to_dict(), model_cfg.to_dict())
-        model.load_state_dict(start.state_dict())
-        if lead:
-            print(f"initialised from {loaded.path} (trained {loaded.step} steps); optimizer new, step 0")
-    saved_at = step if checkpoint else None  # the step of the newest checkpoint
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-        )
-    if cfg.compile:
-        net = torch.compile(net)
-    log = RunLog(cfg.run_dir, resume_step=step if cfg.resume else None) if lead else None
-    stop = StopSignals()
-    bar = progress_bar(cfg, step, lead)
-    last_metrics, rate = {}, None
+    # --- build, resume --------------------------------------------------------------------------
+    model, optimizer = build(cfg, dataset, device)
+    run = resume_or_init(cfg, model, optimizer, device, lead)
+    net = wrap(model, world, device, cfg.compile)
+    log = RunLog(cfg.run_dir, resume_step=run.step if run.checkpoint else None) if lead else None
+    stop, bar = StopSignals(), progress_bar(cfg, run.step, lead)
     started = time.monotonic()
-    deadline = started + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
-    out_of_time = False
-    dims = 3 * dataset.stored_size**2 if cfg.image_size is None else 3 * cfg.image_size**2
 
-    def save() -> Path | None:
-        if not lead:
-            return None
-        state = training_state(
-            step, model, optimizer, model_cfg, asdict(cfg), position, device, origin, dataset.dataset_name
-        )
-        return save_checkpoint(state, cfg.run_dir, keep=cfg.keep)
-
-    # --- loop -----------------------------------------------------------------------------------
+    # --- loop: step, log, evaluate, save --------------------------------------------------------
     try:
-        while step < cfg.max_steps and not stop.received and not out_of_time:
-            sampler.load_state_dict(position)
-            epoch, first = position["epoch"], position["start_batch"]
-            for i, batch in enumerate(loader):
+        while run.step < cfg.max_steps and not stop.received and not run.out_of_time:
+            loader.batch_sampler.load_state_dict(run.position)
+            for batch in loader:
                 tick = time.perf_counter()
-                lr = lr_at(step, cfg.lr_start, cfg.lr_end, cfg.lr_steps)
-                sigma = sigma_at(step, cfg.sigma_start, cfg.sigma_end, cfg.sigma_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                context_x, context_v, query_x, query_v = model_inputs(batch, device)
-                b, _, _, h, w = context_x.shape
-                noise = torch.randn(
-                    model.noise_shape(cfg.batch_size, h, w)
-                )  # the global draw: this rank's slice
-                noise = noise[:, rank * b : (rank + 1) * b].to(device)
-                with autocast(cfg.precision, device):
-                    out = net(
-                        context_x,
-                        context_v,
-                        query_x,
-                        query_v,
-                        sigma,
-                        noise=noise,
-                        deterministic=step < cfg.deterministic_steps,
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-                finite = torch.isfinite(out["loss"].detach()) & torch.isfinite(grad_norm)
-                if world > 1:
-                    flag = finite.float().to(device)
-                    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-                    finite = flag > 0
-                if not finite:
-                    kept = f"; the last good checkpoint is {checkpoint}" if checkpoint else ""
-                    raise GQNError(
-                        f"non-finite loss at step {step + 1} (loss {out['loss'].item()}, grad norm {grad_norm.item()}): "
-                        f"try a lower --lr-start or --precision fp32{kept}"
-                    )
-                optimizer.step()
-                step += 1
-                consumed = first + i + 1
-                position = (
-                    {"epoch": epoch + 1, "start_batch": 0}
-                    if consumed == len(sampler)
-                    else {"epoch": epoch, "start_batch": consumed}
-                )
-                seconds = time.perf_counter() - tick
-                rate = (
-                    cfg.batch_size / seconds if rate is None else 0.9 * rate + 0.1 * cfg.batch_size / seconds
-                )
-
-                # --- log ---
-                if step % cfg.log_every == 0 or step == cfg.max_steps:
-                    values = {k: out[k].detach().float() for k in ("loss", "nll", "kl", "mse")}
-                    if world > 1:
-                        for v in values.values():
-                            dist.all_reduce(v, op=dist.ReduceOp.AVG)
-                    values = {k: v.item() for k, v in values.items()}
-                    last_metrics = {
-                        **values,
-                        "psnr_of_batch_mse": -10 * math.log10(max(values["mse"], 1e-10)),
-                        "bits_per_dim": bits_per_dim(values["loss"], dims),
-                        "sigma": sigma,
-                        "lr": lr,
-                        "grad_norm": grad_norm.item(),
-                        "scenes_per_s": rate,
-                        **{
-                            f"kl_step_{i:02d}": v
-                            for i, v in enumerate(out["kl_steps"].detach().float().tolist())
-                        },
-                    }
-                    if lead:
-                        log.scalars(step, "train", last_metrics)
-                        bar.set_postfix(
-                            elbo=f"{values['loss']:.1f}",
-                            kl=f"{values['kl']:.1f}",
-                            mse=f"{values['mse']:.4f}",
-                            scenes_s=f"{rate:.1f}",
-                        )
-
-                # --- evaluate --- (also at the end of a run, so that a short run has one)
-                out_of_time = deadline is not None and agree(time.monotonic() >= deadline, world, device)
-                if (
-                    lead
-                    and held_out is not None
-                    and cfg.eval_every
-                    and (step % cfg.eval_every == 0 or step == cfg.max_steps or out_of_time)
-                ):
+                out = take_step(net, optimizer, batch, cfg, run, rank, world, device)
+                run.advance(len(loader.batch_sampler), cfg.batch_size, time.perf_counter() - tick)
+                log_step(cfg, run, out, dims, world, log, bar)
+                over = time.monotonic() - started >= 60 * cfg.max_minutes
+                run.out_of_time = cfg.max_minutes > 0 and agree(over, world, device)  # all stop at one step
+                end = run.step == cfg.max_steps or run.out_of_time  # evaluated too: a short run has one
+                if held_out is not None and cfg.eval_every and (run.step % cfg.eval_every == 0 or end):
+                    images = cfg.image_every and run.step % cfg.image_every == 0
                     evaluate_held_out(
-                        unwrap(net),
-                        held_out,
-                        sigma,
-                        step,
-                        log,
-                        device,
-                        cfg,
-                        dims,
-                        images=cfg.image_every and step % cfg.image_every == 0,
+                        unwrap(net), held_out, out["sigma"], run.step, log, device, cfg, dims, images=images
                     )
-                if deadline is None:
-                    bar.update(1)
-                else:  # the minutes of the time limit, the step in front
-                    bar.set_description(f"step {step}", refresh=False)
-                    bar.update(min(cfg.max_minutes, (time.monotonic() - started) / 60) - bar.n)
-
-                # --- save ---
-                done = step >= cfg.max_steps or stop.received or out_of_time
-                if step % cfg.checkpoint_every == 0 or done:
-                    checkpoint, saved_at = save() or checkpoint, step
+                advance_bar(bar, cfg, run.step, started)
+                done = run.step >= cfg.max_steps or stop.received or run.out_of_time
+                if lead and (run.step % cfg.checkpoint_every == 0 or done):
+                    save(cfg, run, model, optimizer, device, dataset.dataset_name)
                 if done:
                     break
     except DataError as e:  # a corrupt record: keep the steps taken, say where and how to go on
-        if step > (saved_at or 0):
-            checkpoint = save() or checkpoint
-        kept = f"saved {checkpoint}; " if checkpoint else ""
+        if lead and run.step > (run.saved_at or 0):
+            save(cfg, run, model, optimizer, device, dataset.dataset_name)
+        kept = f"saved {run.checkpoint}; " if run.checkpoint else ""
         raise GQNError(
-            f"{e} (a scene of the batch of step {step + 1}); {kept}--resume {cfg.run_dir} --skip-corrupt "
+            f"{e} (a scene of the batch of step {run.step + 1}); {kept}--resume {cfg.run_dir} --skip-corrupt "
             "goes on, each corrupt scene replaced by the next sound one"
         ) from None
     finally:
@@ -261,12 +126,121 @@ def train(cfg: TrainConfig) -> Result:
         bar.close()
         if log is not None:
             log.close(quietly=sys.exc_info()[1] is not None)  # the error that stopped the run is told
-    if lead and (stop.received or out_of_time):
+    if lead and (stop.received or run.out_of_time):
         why = stop.received or f"the {cfg.max_minutes:g}-minute limit"
         print(
-            f"stopped by {why} at step {step}; checkpoint {checkpoint}; continue with --resume {cfg.run_dir}"
+            f"stopped by {why} at step {run.step}; checkpoint {run.checkpoint}; continue with --resume {cfg.run_dir}"
         )
-    return Result(step, checkpoint, last_metrics, stop.received)
+    return Result(run.step, run.checkpoint, run.metrics, stop.received)
+
+
+def prepare_run_dir(run_dir: str) -> None:
+    """The run folder, ready for this run (rank 0): writable, said before any work, and rid of
+    the temporary files of saves that were killed before their rename."""
+    writable_folder(run_dir)
+    removed = remove_leftovers(run_dir)
+    if removed:
+        print(f"removed {len(removed)} temporary file(s) of an interrupted save: {removed[0].name} ...")
+
+
+def open_data(cfg: TrainConfig, rank: int, world: int) -> tuple[SceneDataset, torch.utils.data.DataLoader]:
+    """The training split of --data and this rank's loader of it (`ViewSampler`'s order)."""
+    cfg.data = str(dataset_path(cfg.data))
+    dataset = SceneDataset(cfg.data, split="train", image_size=cfg.image_size, skip_corrupt=cfg.skip_corrupt)
+    loading = dict(seed=cfg.seed, workers=cfg.workers, rank=rank, world_size=world)
+    return dataset, make_loader(dataset, cfg.batch_size, cfg.max_context, **loading)
+
+
+def build(cfg: TrainConfig, dataset: SceneDataset, device: torch.device) -> tuple[GQN, torch.optim.Optimizer]:
+    """The model of --config for the data, and its optimizer. The model records the frame size it
+    learned from, so that eval and render feed it the same."""
+    model_cfg = get_config(cfg.config, image_size=cfg.image_size or dataset.stored_size)
+    model_cfg = with_cameras(model_cfg, dataset.dataset_name)
+    model = GQN(model_cfg).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr_start, betas=(0.9, 0.999), eps=1e-8)
+    return model, optimizer
+
+
+def resume_or_init(cfg: TrainConfig, model: GQN, optimizer, device: torch.device, lead: bool) -> Run:
+    """The run at its first step: a checkpoint's (--resume), or --init's weights at step 0, or new."""
+    start = resume_state(cfg.resume, cfg.init, cfg.run_dir, model, optimizer, device)
+    cfg.resume = start.resume  # "auto" resolved: the checkpoint's train_config says what it was
+    if lead and start.path is not None:
+        print(f"resumed from {start.path} at step {start.step}")
+    elif lead and start.init is not None:
+        print(f"initialised from {start.init.path} (trained {start.init.step} steps); optimizer new, step 0")
+    saved_at = start.step if start.path is not None else None
+    return Run(start.step, start.position, start.path, start.init_origin, saved_at)
+
+
+def take_step(net, optimizer, batch: dict, cfg: TrainConfig, run: Run, rank: int, world: int, device) -> dict:
+    """One optimizer step after `run.step` steps, at the schedules' lr and sigma, with this rank's
+    slice of the step's global noise; the model's outputs, with "grad_norm", "lr" and "sigma". A
+    non-finite loss or gradient on any rank is an error naming the step and the last checkpoint."""
+    model = unwrap(net)
+    lr = lr_at(run.step, cfg.lr_start, cfg.lr_end, cfg.lr_steps)
+    sigma = sigma_at(run.step, cfg.sigma_start, cfg.sigma_end, cfg.sigma_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    context_x, context_v, query_x, query_v = model_inputs(batch, device)
+    b, _, _, h, w = context_x.shape
+    noise = torch.randn(model.noise_shape(cfg.batch_size, h, w))  # the global draw: this rank's slice
+    noise = noise[:, rank * b : (rank + 1) * b].to(device)
+    deterministic = run.step < cfg.deterministic_steps
+    with autocast(cfg.precision, device):
+        out = net(context_x, context_v, query_x, query_v, sigma, noise=noise, deterministic=deterministic)
+    optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+    finite = torch.isfinite(out["loss"].detach()) & torch.isfinite(grad_norm)
+    if agree(not finite, world, device):
+        kept = f"; the last good checkpoint is {run.checkpoint}" if run.checkpoint else ""
+        raise GQNError(
+            f"non-finite loss at step {run.step + 1} (loss {out['loss'].item()}, grad norm {grad_norm.item()}): "
+            f"try a lower --lr-start or --precision fp32{kept}"
+        )
+    optimizer.step()
+    return {**out, "grad_norm": grad_norm, "lr": lr, "sigma": sigma}
+
+
+def log_step(
+    cfg: TrainConfig, run: Run, out: dict, dims: int, world: int, log: RunLog | None, bar: tqdm
+) -> None:
+    """Every --log-every steps and the last: the ELBO terms (averaged over the processes), the PSNR
+    of the batch MSE, bits per dimension, the schedules, the gradient norm, the speed and the KL of
+    each generation step, into `run.metrics`; on rank 0 (`log`) into the records and beside the bar."""
+    if run.step % cfg.log_every and run.step != cfg.max_steps:
+        return
+    values = {k: out[k].detach().float() for k in ("loss", "nll", "kl", "mse")}
+    if world > 1:
+        for v in values.values():
+            dist.all_reduce(v, op=dist.ReduceOp.AVG)
+    m = run.metrics = {
+        **{k: v.item() for k, v in values.items()},
+        "psnr_of_batch_mse": -10 * math.log10(max(values["mse"].item(), 1e-10)),
+        "bits_per_dim": bits_per_dim(values["loss"].item(), dims),
+        "sigma": out["sigma"],
+        "lr": out["lr"],
+        "grad_norm": out["grad_norm"].item(),
+        "scenes_per_s": run.rate,
+        **{f"kl_step_{i:02d}": v for i, v in enumerate(out["kl_steps"].detach().float().tolist())},
+    }
+    if log is not None:
+        log.scalars(run.step, "train", m)
+        bar.set_postfix(
+            elbo=f"{m['loss']:.1f}",
+            kl=f"{m['kl']:.1f}",
+            mse=f"{m['mse']:.4f}",
+            scenes_s=f"{m['scenes_per_s']:.1f}",
+        )
+
+
+def save(cfg: TrainConfig, run: Run, model: GQN, optimizer, device: torch.device, dataset: str) -> None:
+    """The checkpoint of the step just taken (rank 0), everything that continues the run exactly."""
+    state = training_state(
+        run.step, model, optimizer, model.config, asdict(cfg), run.position, device, run.origin, dataset
+    )
+    run.checkpoint, run.saved_at = save_checkpoint(state, cfg.run_dir, keep=cfg.keep), run.step
 
 
 def progress_bar(cfg: TrainConfig, step: int, lead: bool) -> tqdm:
@@ -277,6 +251,15 @@ def progress_bar(cfg: TrainConfig, step: int, lead: bool) -> tqdm:
         form = "{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total:g} min [{elapsed}<{remaining}{postfix}]"
         return tqdm(total=cfg.max_minutes, desc=f"step {step}", bar_format=form, **shown)
     return tqdm(total=cfg.max_steps, initial=step, unit="step", **shown)
+
+
+def advance_bar(bar: tqdm, cfg: TrainConfig, step: int, started: float) -> None:
+    """A step further; for a run that --max-minutes bounds, the minutes since `started`, the step in front."""
+    if cfg.max_minutes > 0:
+        bar.set_description(f"step {step}", refresh=False)
+        bar.update(min(cfg.max_minutes, (time.monotonic() - started) / 60) - bar.n)
+    else:
+        bar.update(1)
 
 
 def add_parser(sub) -> None:

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from gqn.data.table import SPLITS, get_dataset
 from gqn.data.tfrecord import read_records
 from gqn.errors import DataError, GQNError
+from gqn.files import DISK_FULL
 
 BASE_URL = "https://storage.googleapis.com/gqn-dataset"
 CHUNK = 1 << 20
@@ -226,7 +227,7 @@ def fetch(job: Job, timeout: float, progress, stop: Stop, retries: int = RETRIES
                 raise Fatal(f"{job.url}: HTTP {e.code} {e.reason}") from None
             error = f"HTTP {e.code}"
         except OSError as e:  # timeouts, resets, refused connections; a full disk is fatal
-            if getattr(e, "errno", None) == 28 or "No space left" in str(e):
+            if getattr(e, "errno", None) in DISK_FULL or "No space left" in str(e):
                 raise Fatal(
                     f"{job.part}: the disk is full ({shutil.disk_usage(job.path.parent).free} bytes free)"
                 ) from None

@@ -33,10 +33,10 @@ import torch
 
 from gqn.checkpoint import Loaded, load_model
 from gqn.data import SceneDataset
-from gqn.live import LiveRenderer
 from gqn.model import GQN, PRESETS
 from gqn.synth import synthesize
 from gqn.view import Viewer, listen, make_app
+from gqn.view.live import LiveRenderer
 
 
 def scenes(dataset: str, root: Path) -> Path:

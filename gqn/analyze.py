@@ -36,11 +36,11 @@ from gqn.checkpoint import load_model
 from gqn.data import SceneDataset, model_inputs, view_inputs
 from gqn.defaults import open_dataset
 from gqn.errors import GQNError
-from gqn.evaluate import context_then_query, evaluate, fit_scenes, view_orders
 from gqn.files import atomic_write, writable_folder, write_json
 from gqn.images import grid, save_image
 from gqn.model import GQN
-from gqn.render import to_uint8
+from gqn.novel_views import to_uint8
+from gqn.scoring import context_then_query, evaluate, fit_scenes, view_orders
 
 SCENES = 12  # in the representation study
 PRUNE_SCENES = 20  # evaluated per pruning level

@@ -1,5 +1,6 @@
-"""GQN cameras (x, y, z, yaw, pitch): where they look, the rays through their pixels, and where a
-3D point lands in their image. Every other module calls these; nobody re-derives a rotation.
+"""GQN cameras (x, y, z, yaw, pitch): where they look, the paths they move along, the viewpoint
+the model sees, the rays through their pixels, and where a 3D point lands in their image. Every
+other module calls these; nobody re-derives a rotation.
 
 The convention is the one measured on DeepMind's Shepard-Metzler data (examples/reference) and
 rendered by `gqn.synth.views` (tested against MuJoCo in tests/test_cameras.py):
@@ -8,6 +9,9 @@ rendered by `gqn.synth.views` (tested against MuJoCo in tests/test_cameras.py):
   up      = right x forward.
 On the sphere of radius r around the origin, looking at it, that is x = -r cos p cos yaw,
 y = r cos p sin yaw, z = -r sin p.
+
+The model sees a camera as the 7-D viewpoint v = (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch)
+of DeepMind's reader (`viewpoints`); `axes` reads the camera back from it.
 
 The image is a pinhole of square field of view `fov` (degrees, MuJoCo's fovy; frames are
 square). Row 0 is the top of the image and column 0 its left; pixel (i, j) of an n x n image has
@@ -22,13 +26,15 @@ Shapes: V views; the torch functions take any leading dimensions (...).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-SHEPARD_METZLER_RADIUS = 10 / 3  # measured on DeepMind's data
-ROOM_RING_RADIUS = 3.0  # rooms_ring_camera as gqn data synth renders it
-ROOM_EYE_HEIGHT = 1.0
+from gqn.errors import GQNError
+
+ORBIT_FRAMES = 48  # cameras of one full turn of an orbit, unless asked otherwise
+ORBIT_PITCH = math.pi / 8  # the sphere's orbit, unless asked otherwise
 
 
 def forward(yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
@@ -52,9 +58,46 @@ def ring_cameras(yaw: np.ndarray, radius: float, height: float) -> np.ndarray:
     return np.concatenate([flat, yaw[:, None], pitch[:, None]], 1).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class CameraPath:
+    """The path a dataset's camera moves along when it is turned (`gqn render --orbit`, `gqn
+    view`): each dataset's is in its entry of `gqn.data.table`."""
+
+    name: str  # "sphere": around the origin, looking at it; "ring": facing the floor's centre; "free"
+    radius: float | None = None  # sphere and ring: the distance from the centre
+    height: float | None = None  # ring: the height of the cameras
+
+    def cameras(
+        self, yaw: np.ndarray, pitch: np.ndarray | None = None, position: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(V, 5) float32 cameras on the path at `yaw` (V,) and `pitch` (V,), which the ring
+        sets itself; the free path stands them at `position` (V, 3)."""
+        if self.name == "sphere":
+            return sphere_cameras(yaw, pitch, self.radius)
+        if self.name == "ring":
+            return ring_cameras(yaw, self.radius, self.height)
+        if position is None:
+            raise GQNError(f"the {self.name} camera path has no cameras of its own: give their positions")
+        yaw, pitch = np.asarray(yaw, np.float32), np.asarray(pitch, np.float32)
+        return np.concatenate([np.asarray(position, np.float32), yaw[:, None], pitch[:, None]], 1)
+
+
+def orbit_cameras(path: CameraPath, frames: int = ORBIT_FRAMES, pitch: float | None = None) -> np.ndarray:
+    """(frames, 5) cameras one full turn along a path, from yaw 0: on the sphere at `pitch`
+    (default π/8), on the ring at its own."""
+    yaw = np.linspace(0, 2 * math.pi, frames, endpoint=False)
+    return path.cameras(yaw, np.full(frames, ORBIT_PITCH if pitch is None else pitch))
+
+
 # ----------------------------------------------------------------------------------------------
 # The pinhole, in torch, from the 7-D viewpoint v = (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch)
 # that the model sees: it determines the camera exactly.
+
+
+def viewpoints(cameras: torch.Tensor) -> torch.Tensor:
+    """The official viewpoint v = (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch): (..., 5) -> (..., 7)."""
+    xyz, yaw, pitch = cameras[..., :3], cameras[..., 3:4], cameras[..., 4:5]
+    return torch.cat([xyz, yaw.sin(), yaw.cos(), pitch.sin(), pitch.cos()], dim=-1)
 
 
 def axes(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -5,7 +5,7 @@
 
 One fixed batch of the test split, scored as in training (the ELBO terms through the posterior),
 plus the mean per-image PSNR of the posterior reconstruction ("psnr") and of the prior-mean
-prediction, and the view metrics of `gqn.evaluate` on a few held-out scenes. `gqn eval` is the
+prediction, and the view metrics of `gqn.scoring` on a few held-out scenes. `gqn eval` is the
 full evaluation of a checkpoint; this is the curve to watch while training.
 """
 
@@ -21,11 +21,11 @@ import torch
 from gqn.config import TrainConfig
 from gqn.data import SceneDataset, find_split, make_loader, model_inputs, view_inputs
 from gqn.errors import GQNError
-from gqn.evaluate import MAX_QUERIES, predict_views, view_metrics
 from gqn.metrics import bits_per_dim, psnr
 from gqn.model import GQN
 from gqn.runlog import RunLog
 from gqn.runtime import autocast
+from gqn.scoring import MAX_QUERIES, predict_views, view_metrics
 
 
 def held_out_path(path: str | os.PathLike) -> str | os.PathLike:
@@ -75,7 +75,7 @@ def evaluate_held_out(
 ) -> dict:
     """Log the metrics of the held-out batch as "eval": the ELBO terms through the posterior, the
     mean per-image PSNR of the posterior reconstruction ("psnr") and of the prior-mean prediction,
-    and the view metrics (view gain and identification, `gqn.evaluate`) of the prior mean and of
+    and the view metrics (view gain and identification, `gqn.scoring`) of the prior mean and of
     the nearest-view baseline.
 
     Its noise comes from its own generator, so evaluating never changes the training's random stream.

@@ -7,9 +7,10 @@
 The grid shows, left to right: the K context views, the true query view (view 0 of the scene),
 the reconstruction through the posterior, the prediction with z at the prior mean, `--samples`
 draws from the prior and their per-pixel standard deviation (white where the samples disagree);
-the PSNR of the prior mean and the posterior against the truth is printed. The orbit moves the camera along the
-dataset's own camera path (Shepard-Metzler: the sphere of radius 10/3 at `--pitch`; rooms: the
-ring) and predicts every frame from the same context, with z at the prior mean.
+the PSNR of the prior mean and the posterior against the truth is printed. The orbit moves the
+camera along the dataset's own camera path, as the datasets' table gives it (Shepard-Metzler: the
+sphere of radius 10/3 at `--pitch`; rooms: the ring), and predicts every frame from the same
+context, with z at the prior mean.
 
 Without --data the scenes are the built-in data of the dataset the model was trained on. --out
 is written in the format its extension names: the grid as PNG, JPEG or GIF, the orbit as GIF or
@@ -23,33 +24,25 @@ sorted by name) and `cameras.json` (a list of [x, y, z, yaw, pitch], one per ima
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from gqn.arguments import MODEL_DATA, HelpFormatter, checkpoint, data, hidden_alias, scene
-from gqn.cameras import (
-    ROOM_EYE_HEIGHT,
-    ROOM_RING_RADIUS,
-    SHEPARD_METZLER_RADIUS,
-    ring_cameras,
-    sphere_cameras,
-)
+from gqn.cameras import ORBIT_FRAMES, orbit_cameras
 from gqn.checkpoint import load_model
-from gqn.data import view_inputs, viewpoints
+from gqn.data.table import CAMERA_PATHS, FREE, camera_path
 from gqn.defaults import open_dataset
 from gqn.errors import GQNError
-from gqn.fields import check
 from gqn.files import writable_folder
-from gqn.images import ANIMATED, STILL, grid, image_format, save_animation, save_image
+from gqn.images import ANIMATED, STILL, image_format, save_animation, save_image
 from gqn.metrics import psnr
-from gqn.model import GQN
+from gqn.novel_views import grid_image, predict, render_grid, render_orbit  # noqa: F401
 
-ORBIT_FRAMES = 48
+# gqn.demo and examples/quickstart.ipynb still import camera_path, orbit_cameras, render_grid and
+# render_orbit from here, until they take them from gqn.data.table, gqn.cameras and gqn.novel_views.
 
 
 def own_scene(folder: str | os.PathLike, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,101 +90,6 @@ def load_views(
     return s.frames, s.cameras, ds.dataset_name
 
 
-def one_scene(frames: np.ndarray, cameras: np.ndarray) -> dict[str, torch.Tensor]:
-    """A scene's frames (V, H, W, 3) uint8 and cameras (V, 5) as a batch of one, for
-    `gqn.data.view_inputs`."""
-    return {"frames": torch.from_numpy(frames)[None], "cameras": torch.from_numpy(cameras)[None]}
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8."""
-    return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-
-
-@torch.no_grad()
-def predict(
-    model: GQN, frames: np.ndarray, cameras: np.ndarray, context: int = 3, samples: int = 4, seed: int = 0
-) -> dict[str, torch.Tensor]:
-    """View 0 predicted from views 1..context: each entry (N, 3, H, W) in [0, 1]: "context", "truth",
-    "posterior", "prior_mean", "samples" (prior draws) and "std" (their per-pixel spread, grey,
-    scaled to its maximum)."""
-    if not 1 <= context < len(frames):
-        raise GQNError(f"--context {context}: the scene has {len(frames)} views, so 1..{len(frames) - 1}")
-    check("--samples", samples, "int", min=0)
-    check("--seed", seed, "int", min=0)
-    x, v = view_inputs(one_scene(frames, cameras))
-    cx, cv, qx, qv = x[:, 1 : context + 1], v[:, 1 : context + 1], x[:, 0], v[:, 0]
-    torch.manual_seed(seed)
-    draws = torch.cat([model.sample(cx, cv, qv) for _ in range(samples)]) if samples else qx[:0]
-    std = draws.std(0, keepdim=True) if samples > 1 else torch.zeros_like(qx)
-    std = (std.mean(1, keepdim=True) / max(std.max().item(), 1e-6)).expand(-1, 3, -1, -1)
-    return {
-        "context": cx[0],
-        "truth": qx,
-        "posterior": model.reconstruct(cx, cv, qx, qv),
-        "prior_mean": model.sample(cx, cv, qv, use_mean=True),
-        "samples": draws,
-        "std": std[:0] if samples == 0 else std,
-    }
-
-
-def render_grid(
-    model: GQN, frames: np.ndarray, cameras: np.ndarray, context: int = 3, samples: int = 4, seed: int = 0
-) -> Image.Image:
-    """One row: context views | truth | posterior | prior mean | prior samples | their spread."""
-    return grid_image(predict(model, frames, cameras, context, samples, seed))
-
-
-def grid_image(p: dict[str, torch.Tensor]) -> Image.Image:
-    """The tiles of `predict` in one captioned row."""
-    captions = [f"context {i + 1}" for i in range(len(p["context"]))] + ["truth", "posterior", "prior mean"]
-    captions += [f"sample {i + 1}" for i in range(len(p["samples"]))] + (
-        ["sample std"] if len(p["std"]) else []
-    )
-    order = ("context", "truth", "posterior", "prior_mean", "samples", "std")
-    tiles = torch.cat([p[k] for k in order])
-    return grid(to_uint8(tiles), len(captions), captions, scale=2)
-
-
-def camera_path(dataset: str, asked: str = "auto") -> str:
-    """ "sphere" or "ring": the camera path of a dataset, or the one asked for."""
-    if asked != "auto":
-        return asked
-    if dataset.startswith("shepard_metzler"):
-        return "sphere"
-    if dataset.startswith("rooms"):
-        return "ring"
-    raise GQNError(
-        f"no orbit path is known for {dataset!r} (Shepard-Metzler: sphere, rooms: ring); pass --camera-path"
-    )
-
-
-def orbit_cameras(along: str, frames: int = ORBIT_FRAMES, pitch: float | None = None) -> np.ndarray:
-    """(frames, 5) cameras one full turn along a camera path: "sphere" (radius 10/3, at `pitch`,
-    default π/8) or "ring" (the rooms' ring, facing the centre)."""
-    yaw = np.linspace(0, 2 * math.pi, frames, endpoint=False)
-    if along == "sphere":
-        return sphere_cameras(
-            yaw, np.full(frames, math.pi / 8 if pitch is None else pitch), SHEPARD_METZLER_RADIUS
-        )
-    return ring_cameras(yaw, ROOM_RING_RADIUS, ROOM_EYE_HEIGHT)
-
-
-@torch.no_grad()
-def render_orbit(
-    model: GQN, frames: np.ndarray, cameras: np.ndarray, orbit: np.ndarray, context: int = 3
-) -> np.ndarray:
-    """Prior-mean predictions (len(orbit), H, W, 3) uint8 at the cameras `orbit` (N, 5) from the
-    first `context` views."""
-    x, v = view_inputs(one_scene(frames[:context], cameras[:context]))
-    out = []
-    for chunk in np.array_split(orbit, max(1, len(orbit) // 16)):
-        qv = viewpoints(torch.from_numpy(chunk).float())
-        n = len(chunk)
-        out.append(model.sample(x.expand(n, -1, -1, -1, -1), v.expand(n, -1, -1), qv, use_mean=True))
-    return to_uint8(torch.cat(out))
-
-
 def add_parser(sub) -> None:
     own = "scene index, or a folder of images + cameras.json"
     p = sub.add_parser(
@@ -231,7 +129,12 @@ def run(args) -> int:
     if args.orbit:
         if args.frames < 2:
             raise GQNError(f"--frames {args.frames}: an orbit needs at least 2")
-        orbit = orbit_cameras(camera_path(name, args.camera_path), args.frames, args.pitch)
+        path = camera_path(name) if args.camera_path == "auto" else CAMERA_PATHS[args.camera_path]
+        if path == FREE:
+            raise GQNError(
+                f"no orbit path is known for {name!r}: its camera is free; pass --camera-path sphere or ring"
+            )
+        orbit = orbit_cameras(path, args.frames, args.pitch)
         out = save_animation(render_orbit(model, frames, cameras, orbit, args.context), args.out)
         print(
             f"wrote {out}: {args.frames} frames around {name} scene {args.scene} from {args.context} context views"

@@ -1,14 +1,16 @@
-"""gqn.cameras: the pinhole model of a GQN camera, checked against the renderer that made the data."""
+"""gqn.cameras: the pinhole model of a GQN camera, checked against the renderer that made the data,
+the viewpoint the model sees, and the camera paths of the datasets' table."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import assert_shepard_metzler_cameras
 
-from gqn.cameras import axes, pixel_centres, project, rays, ring_cameras, sphere_cameras
-from gqn.data import viewpoints
-from gqn.data.table import DATASETS
+from gqn.cameras import axes, forward, orbit_cameras, pixel_centres, project, rays, viewpoints
+from gqn.data.table import CAMERA_PATHS, DATASETS, FREE, RING, SPHERE, camera_path
+from gqn.errors import GQNError
 from gqn.synth.gl import choose_gl
 
 SIZE = 512  # 8x the datasets' frames, so that the centroid of a small drawn ball is precise
@@ -34,18 +36,33 @@ def drawn_at(renderer, cameras: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-@pytest.mark.parametrize("dataset", ["shepard_metzler_5_parts", "rooms_ring_camera"])
-def test_a_point_projects_where_mujoco_draws_it(dataset):
+def path_cameras(path, rng: np.random.Generator) -> np.ndarray:
+    """(6, 5) cameras on a path that see the middle of the scene: the free ones stand about 4 from
+    it, each somewhere of its own, looking near it."""
+    yaw, pitch = rng.uniform(0, 2 * np.pi, 6), rng.uniform(-1.2, 1.2, 6)
+    if path != FREE:
+        return path.cameras(yaw, pitch)
+    position = -4 * forward(yaw, pitch) + rng.uniform(-0.3, 0.3, (6, 3))
+    return path.cameras(yaw + rng.uniform(-0.05, 0.05, 6), pitch + rng.uniform(-0.05, 0.05, 6), position)
+
+
+# Each path at the field of view of a dataset whose cameras move along it (free: as the free rooms')
+@pytest.mark.parametrize(
+    "path, dataset",
+    [
+        (SPHERE, "shepard_metzler_5_parts"),
+        (RING, "rooms_ring_camera"),
+        (FREE, "rooms_free_camera_no_object_rotations"),
+    ],
+    ids=lambda p: getattr(p, "name", ""),
+)
+def test_a_point_projects_where_mujoco_draws_it(path, dataset):
     choose_gl()  # before MuJoCo is imported: it reads MUJOCO_GL then
     from gqn.synth.views import ViewRenderer
 
     fov = DATASETS[dataset].fov
     renderer = ViewRenderer(sphere_scene(fov), SIZE)
-    rng = np.random.default_rng(0)
-    if dataset.startswith("shepard"):
-        cameras = sphere_cameras(rng.uniform(0, 2 * np.pi, 6), rng.uniform(-1.2, 1.2, 6), 10 / 3)
-    else:
-        cameras = ring_cameras(rng.uniform(0, 2 * np.pi, 6), 3.0, 1.0)
+    cameras = path_cameras(path, np.random.default_rng(0))
     errors = []
     for point in ([0.0, 0.0, 0.0], [0.6, -0.4, 0.3], [-0.5, 0.7, -0.6], [0.9, 0.2, 0.5]):
         renderer.model.geom_pos[0] = point
@@ -62,6 +79,62 @@ def test_a_point_projects_where_mujoco_draws_it(dataset):
     renderer.close()
     # within half a pixel is the promise; measured, it is within 0.03
     assert max(errors) < 0.1, f"projection is {max(errors):.3f} px from where MuJoCo draws the point"
+
+
+def test_the_viewpoint_encodes_the_camera_and_its_axes_give_it_back():
+    rng = np.random.default_rng(1)
+    yaw, pitch = rng.uniform(-2 * np.pi, 2 * np.pi, 8), rng.uniform(-1.5, 1.5, 8)
+    cameras = np.concatenate([rng.uniform(-3, 3, (8, 3)), yaw[:, None], pitch[:, None]], 1)
+    v = viewpoints(torch.from_numpy(cameras))  # (8, 5) -> (8, 7)
+    known = np.concatenate(
+        [cameras[:, :3], np.stack([np.sin(yaw), np.cos(yaw), np.sin(pitch), np.cos(pitch)], 1)], 1
+    )
+    np.testing.assert_allclose(v.numpy(), known, atol=1e-12)
+    # and back: the position, and the direction the synthesizer points MuJoCo's camera along
+    position, fwd, _, _ = axes(v)
+    np.testing.assert_array_equal(position.numpy(), cameras[:, :3])
+    np.testing.assert_allclose(fwd.numpy(), forward(yaw, pitch), atol=1e-12)
+    back_yaw, back_pitch = torch.atan2(v[:, 3], v[:, 4]).numpy(), torch.asin(fwd[:, 2]).numpy()
+    np.testing.assert_allclose((back_yaw - yaw + np.pi) % (2 * np.pi) - np.pi, 0, atol=1e-12)
+    np.testing.assert_allclose(back_pitch, pitch, atol=1e-9)
+
+
+def test_every_dataset_has_its_camera_path_in_the_table():
+    paths = {name: info.camera for name, info in DATASETS.items()}
+    assert paths["shepard_metzler_5_parts"] == paths["shepard_metzler_7_parts"] == SPHERE
+    assert SPHERE.radius == pytest.approx(10 / 3)  # measured on DeepMind's data
+    assert paths["rooms_ring_camera"] == RING and (RING.radius, RING.height) == (3.0, 1.0)
+    assert paths["jaco"] == paths["mazes"] == FREE
+    assert camera_path("shepard_metzler_7_parts") == SPHERE and camera_path("my_own_views") == FREE
+    assert CAMERA_PATHS == {"sphere": SPHERE, "ring": RING, "free": FREE}
+
+
+def test_orbit_cameras_lie_on_the_path():
+    sphere = orbit_cameras(SPHERE, 36, pitch=0.3)
+    x, y, z, yaw, pitch = sphere.T.astype(np.float64)
+    r = 10 / 3
+    np.testing.assert_allclose(np.sqrt(x**2 + y**2 + z**2), r, atol=1e-5)
+    np.testing.assert_allclose(
+        [x, y, z],
+        [-r * np.cos(pitch) * np.cos(yaw), r * np.cos(pitch) * np.sin(yaw), -r * np.sin(pitch)],
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(np.diff(yaw), 2 * math.pi / 36, atol=1e-6)  # one full turn, evenly
+    # The official encoding of each viewpoint: (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch).
+    v = viewpoints(torch.from_numpy(sphere)).numpy()
+    np.testing.assert_allclose(
+        v, np.stack([x, y, z, np.sin(yaw), np.cos(yaw), np.sin(pitch), np.cos(pitch)], 1), atol=1e-6
+    )
+    ring = orbit_cameras(RING, 40)
+    np.testing.assert_allclose(np.hypot(ring[:, 0], ring[:, 1]), 3.0, atol=1e-5)
+    np.testing.assert_allclose(ring[:, 2], 1.0)
+    with pytest.raises(GQNError, match="the free camera path has no cameras of its own"):
+        orbit_cameras(FREE)
+
+
+def test_shepard_metzler_orbit_on_the_quantised_grid_is_a_real_camera():
+    # On yaw multiples of π/50 and pitch multiples of π/100 the orbit's cameras are ones the data has.
+    assert_shepard_metzler_cameras(orbit_cameras(SPHERE, 50, pitch=10 * math.pi / 100))
 
 
 def test_axes_are_orthonormal_and_right_handed():

@@ -1,4 +1,4 @@
-"""`gqn eval` and `gqn render`: metrics with known answers, reproducible reports, orbits on the path."""
+"""`gqn eval` and `gqn render`: metrics with known answers, reproducible reports and pictures."""
 
 import json
 import math
@@ -9,16 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_shepard_metzler_cameras, make_dataset, train_tiny
+from conftest import make_dataset, train_tiny
 from PIL import Image
 
+from gqn.cameras import viewpoints
 from gqn.checkpoint import load_checkpoint, load_model
 from gqn.cli import main
-from gqn.data import SceneDataset, viewpoints
+from gqn.data import SceneDataset
 from gqn.errors import GQNError
-from gqn.evaluate import evaluate, nearest_view, view_orders
 from gqn.metrics import PSNR_CAP, mse, psnr, ssim, view_scores
-from gqn.render import orbit_cameras
+from gqn.novel_views import predict
+from gqn.scoring import evaluate, nearest_view, view_orders
 
 
 @pytest.fixture(scope="module")
@@ -61,32 +62,6 @@ def test_nearest_view_baseline_picks_the_closest_direction():
     cams[0, :, 3] = yaw
     query = torch.tensor([[0.0, 0.0, 0.0, math.pi / 2 + 0.3, 0.0]])
     assert nearest_view(context_x, cams, query).flatten().unique().tolist() == [1.0]
-
-
-def test_orbit_cameras_lie_on_the_dataset_path():
-    sphere = orbit_cameras("sphere", 36, pitch=0.3)
-    x, y, z, yaw, pitch = sphere.T.astype(np.float64)
-    r = 10 / 3
-    np.testing.assert_allclose(np.sqrt(x**2 + y**2 + z**2), r, atol=1e-5)
-    np.testing.assert_allclose(
-        [x, y, z],
-        [-r * np.cos(pitch) * np.cos(yaw), r * np.cos(pitch) * np.sin(yaw), -r * np.sin(pitch)],
-        atol=1e-5,
-    )
-    np.testing.assert_allclose(np.diff(yaw), 2 * math.pi / 36, atol=1e-6)  # one full turn, evenly
-    # The official encoding of each viewpoint: (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch).
-    v = viewpoints(torch.from_numpy(sphere)).numpy()
-    np.testing.assert_allclose(
-        v, np.stack([x, y, z, np.sin(yaw), np.cos(yaw), np.sin(pitch), np.cos(pitch)], 1), atol=1e-6
-    )
-    ring = orbit_cameras("ring", 40)
-    np.testing.assert_allclose(np.hypot(ring[:, 0], ring[:, 1]), 3.0, atol=1e-5)
-    np.testing.assert_allclose(ring[:, 2], 1.0)
-
-
-def test_shepard_metzler_orbit_on_the_quantised_grid_is_a_real_camera():
-    # On yaw multiples of π/50 and pitch multiples of π/100 the orbit's cameras are ones the data has.
-    assert_shepard_metzler_cameras(orbit_cameras("sphere", 50, pitch=10 * math.pi / 100))
 
 
 def test_eval_is_reproducible_and_has_every_number(trained):
@@ -148,6 +123,20 @@ def test_cli_eval_render_and_orbit_write_their_files(trained, tmp_path, capsys):
     assert cli(f"render {run} --data {data} --scene 2 --orbit --frames 36 --out {tmp_path}/o.gif") == 0
     gif = Image.open(tmp_path / "o.gif")
     assert gif.n_frames == 36 and gif.size == (128, 128)
+
+
+def test_the_grids_samples_follow_their_seed_and_leave_torchs_rng_alone(trained):
+    data, run = trained
+    model, _ = load_model(run)
+    scene = SceneDataset(data, split="test")[2]
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = predict(model, scene.frames, scene.cameras, samples=3, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is untouched
+    b = predict(model, scene.frames, scene.cameras, samples=2, seed=5)
+    c = predict(model, scene.frames, scene.cameras, samples=2, seed=6)
+    assert torch.equal(a["samples"][:2], b["samples"])  # draw i is the same however many are drawn
+    assert not torch.equal(b["samples"], c["samples"]) and not torch.equal(a["samples"][0], a["samples"][1])
 
 
 def test_render_from_a_folder_of_own_images(trained, tmp_path):

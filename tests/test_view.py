@@ -17,13 +17,14 @@ import torch
 from conftest import make_dataset, train_tiny
 from PIL import Image
 
-from gqn.cameras import SHEPARD_METZLER_RADIUS, sphere_cameras
+from gqn.cameras import viewpoints
 from gqn.checkpoint import load_model
 from gqn.cli import main
-from gqn.data import SceneDataset, view_inputs, viewpoints
-from gqn.live import LiveRenderer, Overtaken
-from gqn.render import one_scene, to_uint8
+from gqn.data import SceneDataset, view_inputs
+from gqn.data.table import FREE, SPHERE
+from gqn.novel_views import one_scene, to_uint8
 from gqn.view import BadRequest, Viewer, sits_on
+from gqn.view.live import LiveRenderer, Overtaken
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -107,16 +108,16 @@ def viewer(trained):
 
 
 def test_the_camera_follows_the_datasets_path_and_finds_the_scenes_own_views(viewer):
-    assert viewer.path == "sphere"
+    assert viewer.path == SPHERE and viewer.info()["path"] == "sphere"
     _, cameras = viewer.views(0)
     camera, truth = viewer.camera({"yaw": 0.4, "pitch": 0.2}, cameras)
-    np.testing.assert_array_equal(camera, sphere_cameras([0.4], [0.2], SHEPARD_METZLER_RADIUS)[0])
+    np.testing.assert_array_equal(camera, SPHERE.cameras([0.4], [0.2])[0])
     assert truth is None
     camera, truth = viewer.camera({"view": 5}, cameras)
     assert truth == 5 and (camera == cameras[5]).all()
     # the view's camera reached along the path (yaw a turn later) is that view
     yaw, pitch = cameras[5, 3] + 2 * np.pi, cameras[5, 4]
-    assert sits_on(sphere_cameras([yaw], [pitch], SHEPARD_METZLER_RADIUS)[0], cameras) == 5
+    assert sits_on(SPHERE.cameras([yaw], [pitch])[0], cameras) == 5
     camera, _ = viewer.camera({"yaw": 0.0, "pitch": 3.0}, cameras)
     assert camera[4] == pytest.approx(1.45)  # the sphere stops short of the pole
 
@@ -173,6 +174,18 @@ def test_a_render_is_the_models_own_prediction(trained, viewer):
     expected = predicted(run, data, 1, [0, 2], answer["camera"])
     assert np.abs(image.astype(int) - expected).max() <= 1
     assert answer["context"] == [0, 2] and answer["truth"] is None and answer["render_ms"] > 0
+
+
+def test_a_sample_follows_its_seed_and_leaves_torchs_rng_alone(viewer):
+    def sample(seed: int) -> str:
+        body = {"scene": 1, "context": [0, 2], "view": 3, "mode": "sample", "seed": seed}
+        return viewer.request(body)()["image"]  # the PNG, as base64
+
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = sample(4)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert sample(4) == first and sample(5) != first
 
 
 def test_view_errors_are_one_line(tmp_path, capsys):
@@ -270,7 +283,7 @@ def test_elsewhere_the_camera_turns_freely_where_the_last_view_stood(trained, tm
     model, loaded = load_model(run)
     jaco = SceneDataset(make_dataset(tmp_path, "jaco", files=(1, 1), views=11), "test", 64)
     viewer = Viewer(model, jaco, loaded, str(run))
-    assert viewer.path == "free" and viewer.info()["views"] == 11
+    assert viewer.path == FREE and viewer.info()["path"] == "free" and viewer.info()["views"] == 11
     _, cameras = viewer.views(0)
     camera, truth = viewer.camera({"yaw": 0.3, "pitch": -0.2, "position": [1, 2, 0.5]}, cameras)
     np.testing.assert_array_equal(camera, np.float32([1, 2, 0.5, 0.3, -0.2]))

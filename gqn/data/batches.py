@@ -21,21 +21,16 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from gqn.cameras import viewpoints
 from gqn.data.dataset import SceneDataset
 from gqn.errors import DataError, GQNError
-
-
-def viewpoints(cameras: torch.Tensor) -> torch.Tensor:
-    """The official viewpoint v = (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch): (..., 5) -> (..., 7)."""
-    xyz, yaw, pitch = cameras[..., :3], cameras[..., 3:4], cameras[..., 4:5]
-    return torch.cat([xyz, yaw.sin(), yaw.cos(), pitch.sin(), pitch.cos()], dim=-1)
 
 
 def view_inputs(
     batch: dict[str, torch.Tensor], device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch's views as the model takes them: x (B, V, 3, H, W) in [0, 1] and v (B, V, 7).
-    The uint8 frames travel; floats are made on `device`."""
+    The uint8 frames travel; floats are made on `device`. v is `gqn.cameras.viewpoints`."""
     frames = batch["frames"].to(device, non_blocking=True)
     x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
     v = viewpoints(batch["cameras"].to(device, non_blocking=True).float())

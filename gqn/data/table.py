@@ -9,9 +9,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gqn.cameras import CameraPath
 from gqn.errors import GQNError
 
 SPLITS = ("train", "test")
+
+# The paths the datasets' cameras are turned along (gqn.cameras.CameraPath), by the names
+# `gqn render --camera-path` takes.
+SPHERE = CameraPath("sphere", radius=10 / 3)  # Shepard-Metzler: the radius measured on DeepMind's data
+RING = CameraPath("ring", radius=3.0, height=1.0)  # the rooms' ring, as gqn data synth renders it
+FREE = CameraPath("free")  # anywhere: the camera turns where it stands
+CAMERA_PATHS = {path.name: path for path in (SPHERE, RING, FREE)}
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,7 @@ class DatasetInfo:
     fov: float | None = None
     near: float | None = None
     far: float | None = None
+    camera: CameraPath = FREE  # the path `gqn render --orbit` and `gqn view` turn the camera along
 
     def files(self, split: str) -> int:
         return {"train": self.train_files, "test": self.test_files}[check_split(split)]
@@ -48,13 +57,14 @@ DATASETS: dict[str, DatasetInfo] = {
     for d in (
         DatasetInfo("jaco", 64, 11, 3600, 400),
         DatasetInfo("mazes", 84, 300, 1080, 120),
-        # rooms: 7 x 7, the ring camera 3 from the centre (gqn.synth.rooms)
-        DatasetInfo("rooms_free_camera_with_object_rotations", 128, 10, 2034, 226, 60.0, 0.1, 10.0),
-        DatasetInfo("rooms_ring_camera", 64, 10, 2160, 240, 60.0, 0.1, 7.0),
-        DatasetInfo("rooms_free_camera_no_object_rotations", 64, 10, 2160, 240, 60.0, 0.1, 10.0),
+        # rooms: 7 x 7, the ring camera 3 from the centre (gqn.synth.rooms); the free cameras
+        # stand anywhere in the room, and are turned along the same ring
+        DatasetInfo("rooms_free_camera_with_object_rotations", 128, 10, 2034, 226, 60.0, 0.1, 10.0, RING),
+        DatasetInfo("rooms_ring_camera", 64, 10, 2160, 240, 60.0, 0.1, 7.0, RING),
+        DatasetInfo("rooms_free_camera_no_object_rotations", 64, 10, 2160, 240, 60.0, 0.1, 10.0, RING),
         # Shepard-Metzler: cameras 10/3 from the centre, objects within 2.5 of it
-        DatasetInfo("shepard_metzler_5_parts", 64, 15, 900, 100, 100.0, 0.8, 5.9),
-        DatasetInfo("shepard_metzler_7_parts", 64, 15, 900, 100, 100.0, 0.8, 5.9),
+        DatasetInfo("shepard_metzler_5_parts", 64, 15, 900, 100, 100.0, 0.8, 5.9, SPHERE),
+        DatasetInfo("shepard_metzler_7_parts", 64, 15, 900, 100, 100.0, 0.8, 5.9, SPHERE),
     )
 }
 
@@ -67,6 +77,11 @@ def get_dataset(name: str) -> DatasetInfo:
         return DATASETS[name]
     except KeyError:
         raise GQNError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}") from None
+
+
+def camera_path(dataset: str) -> CameraPath:
+    """The camera path of a dataset of the table; the free path for any other (data of one's own)."""
+    return DATASETS[dataset].camera if dataset in DATASETS else FREE
 
 
 def check_split(split: str) -> str:

@@ -14,15 +14,14 @@ import math
 
 import numpy as np
 
-from gqn.cameras import ROOM_EYE_HEIGHT, ROOM_RING_RADIUS, ring_cameras
+from gqn.cameras import forward
 from gqn.data.scenes import Scene
-from gqn.data.table import DATASETS
+from gqn.data.table import DATASETS, RING
 from gqn.synth.views import ViewRenderer
 
 HALF = 3.5  # the room spans [-3.5, 3.5] in x and y
 WALL_HEIGHT = 3.0
-EYE = ROOM_EYE_HEIGHT  # camera height
-RING = ROOM_RING_RADIUS  # ring camera: distance from the centre
+EYE = RING.height  # camera height: the ring's (gqn.data.table), about which free cameras stand
 OBJECT_AREA = 2.4  # objects stand within [-2.4, 2.4]^2, at least MIN_GAP apart
 MIN_GAP = 1.3
 MIN_VIEW_DEPTH = 2.5  # a free camera looks at a wall at least this far away, so it sees floor too
@@ -116,7 +115,7 @@ def scene_xml(size: int) -> str:
 
 def _depth_to_wall(x: float, y: float, yaw: float) -> float:
     """Horizontal distance from (x, y) along the camera's heading to the nearest wall."""
-    dx, dy = math.cos(yaw), -math.sin(yaw)
+    dx, dy, _ = forward(yaw, 0.0)
     ts = [(HALF - p * math.copysign(1, d)) / abs(d) for p, d in ((x, dx), (y, dy)) if abs(d) > 1e-9]
     return min(ts)
 
@@ -159,7 +158,7 @@ class Rooms:
         v = self.views
         yaw = rng.uniform(0, 2 * math.pi, v)
         if self.camera_mode == "ring":
-            return ring_cameras(yaw, RING, EYE)
+            return RING.cameras(yaw)
         x, y = np.empty(v), np.empty(v)
         for i in range(v):  # anywhere in the room, not facing a wall from up close
             while True:

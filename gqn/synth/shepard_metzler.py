@@ -12,12 +12,12 @@ import colorsys
 
 import numpy as np
 
-from gqn.cameras import SHEPARD_METZLER_RADIUS, sphere_cameras
+from gqn.cameras import sphere_cameras
 from gqn.data.scenes import Scene
-from gqn.data.table import DATASETS
+from gqn.data.table import DATASETS, SPHERE
 from gqn.synth.views import ViewRenderer
 
-RADIUS = SHEPARD_METZLER_RADIUS
+RADIUS = SPHERE.radius
 YAW_STEPS = 100  # yaw = k π/50, k in 0..99
 PITCH_RANGE = (-45, 48)  # pitch = k π/100, k in this range (inclusive)
 # 100 degrees, from the datasets' table: the object then covers as much of the frame as in the

@@ -1,6 +1,6 @@
 """Rendering a MuJoCo scene from GQN cameras (x, y, z, yaw, pitch), in the convention of
 `gqn.cameras`. In MuJoCo's free camera that is azimuth = -yaw and elevation = pitch (degrees),
-looking at position + forward(yaw, pitch).
+looking at position + `gqn.cameras.forward(yaw, pitch)`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import math
 
 import mujoco
 import numpy as np
+
+from gqn.cameras import forward
 
 
 class ViewRenderer:
@@ -34,10 +36,7 @@ class ViewRenderer:
     def _views(self, cameras: np.ndarray):
         mujoco.mj_forward(self.model, self.data)
         for x, y, z, yaw, pitch in cameras.astype(np.float64):
-            forward = np.array(
-                [math.cos(pitch) * math.cos(yaw), -math.cos(pitch) * math.sin(yaw), math.sin(pitch)]
-            )
-            self.camera.lookat[:] = np.array([x, y, z]) + forward * self.camera.distance
+            self.camera.lookat[:] = np.array([x, y, z]) + forward(yaw, pitch) * self.camera.distance
             self.camera.azimuth = -math.degrees(yaw)
             self.camera.elevation = math.degrees(pitch)
             self.renderer.update_scene(self.data, camera=self.camera, scene_option=self.option)

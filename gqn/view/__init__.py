@@ -14,7 +14,7 @@ gone to; a switch between the prior mean and a sample (with a button for a fresh
 numbers; and the latency of each frame.
 
 The server is Starlette under uvicorn. The model renders on one background thread
-(`gqn.live.LiveRenderer`): a request that a newer one from the same page overtakes before it
+(`gqn.view.live.LiveRenderer`): a request that a newer one from the same page overtakes before it
 starts is answered 409 and never rendered, so the picture keeps up with the hand. Bad requests get
 a JSON `{"error": "..."}` of one line and the server keeps serving. It binds to 127.0.0.1 unless
 told otherwise (--host), and says so when told otherwise.
@@ -46,26 +46,19 @@ from functools import wraps
 from importlib import resources
 
 import numpy as np
-import torch
 from PIL import Image
 
 from gqn.arguments import MODEL_DATA, HelpFormatter, checkpoint, data
-from gqn.cameras import (
-    ROOM_EYE_HEIGHT,
-    ROOM_RING_RADIUS,
-    SHEPARD_METZLER_RADIUS,
-    ring_cameras,
-    sphere_cameras,
-)
 from gqn.checkpoint import Loaded, load_model
-from gqn.data import SceneDataset, view_inputs, viewpoints
+from gqn.data import SceneDataset
+from gqn.data.table import camera_path
 from gqn.defaults import open_dataset
 from gqn.errors import GQNError
-from gqn.live import LiveRenderer, Overtaken
 from gqn.model import GQN
-from gqn.render import camera_path, one_scene, to_uint8
+from gqn.novel_views import render_view
+from gqn.view.live import LiveRenderer, Overtaken
 
-PAGE = "view_page"  # the package folder of the page: index.html, view.js, view.css
+PAGE = "page"  # the folder of the page in this package: index.html, view.js, view.css
 PITCH_LIMIT = 1.45  # radians: the sphere path stops short of the poles, where yaw loses meaning
 SCENE_CACHE = 8
 
@@ -76,14 +69,6 @@ class BadRequest(GQNError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
-
-
-def view_path(dataset: str) -> str:
-    """The path the camera moves along on the page: "sphere", "ring" or "free"."""
-    try:
-        return camera_path(dataset)
-    except GQNError:
-        return "free"
 
 
 def png(image: np.ndarray) -> bytes:
@@ -97,6 +82,13 @@ def _number(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise BadRequest(f"{what}: expected a finite number, got {json.dumps(value)}")
     return float(value)
+
+
+def _position(body: dict) -> list[float]:
+    position = body.get("position")
+    if not (isinstance(position, list) and len(position) == 3):
+        raise BadRequest(f"position: expected [x, y, z], got {json.dumps(position)}")
+    return [_number(p, "position") for p in position]
 
 
 def _index(text: str | int, what: str, count: int, where: str) -> int:
@@ -119,7 +111,7 @@ class Viewer:
         self.dataset = dataset
         self.loaded = loaded
         self.name = name  # how the user named the checkpoint
-        self.path = view_path(dataset.dataset_name)
+        self.path = camera_path(dataset.dataset_name)  # the camera moves along it on the page
         self.where = f"{dataset.dataset_name}/{dataset.source.split}"
         self._scenes: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
@@ -131,7 +123,7 @@ class Viewer:
             "scenes": len(self.dataset),
             "views": self.dataset.views,
             "image_size": self.model.config.image_size,
-            "path": self.path,
+            "path": self.path.name,
             "pitch_limit": PITCH_LIMIT,
             "checkpoint": self.name,
             "step": self.loaded.step,
@@ -168,17 +160,10 @@ class Viewer:
             j = _index(body["view"], "view", len(cameras), f"scene {body.get('scene')}")
             return cameras[j], j
         yaw, pitch = _number(body.get("yaw"), "yaw"), _number(body.get("pitch"), "pitch")
-        if self.path == "sphere":
+        if self.path.name == "sphere":
             pitch = max(-PITCH_LIMIT, min(PITCH_LIMIT, pitch))
-            camera = sphere_cameras([yaw], [pitch], SHEPARD_METZLER_RADIUS)[0]
-        elif self.path == "ring":
-            camera = ring_cameras([yaw], ROOM_RING_RADIUS, ROOM_EYE_HEIGHT)[0]
-        else:
-            position = body.get("position")
-            if not (isinstance(position, list) and len(position) == 3):
-                raise BadRequest(f"position: expected [x, y, z], got {json.dumps(position)}")
-            xyz = [_number(p, "position") for p in position]
-            camera = np.asarray([*xyz, yaw, pitch], np.float32)
+        position = [_position(body)] if self.path.name == "free" else None  # where the page stands it
+        camera = self.path.cameras([yaw], [pitch], position)[0]
         return camera, sits_on(camera, cameras)
 
     def context(self, body: dict, views: int, scene: int) -> list[int]:
@@ -217,17 +202,13 @@ class Viewer:
             }
         )
 
-    @torch.no_grad()
     def render(
         self, frames: np.ndarray, cameras: np.ndarray, camera: np.ndarray, sample: bool, seed: int
     ) -> dict:
         """The model's prediction at `camera` (5,) from context `frames` (K, H, W, 3) and
         `cameras` (K, 5): with z at the prior mean, or drawn from the prior under `seed`."""
         start = time.perf_counter()
-        x, v = view_inputs(one_scene(frames, cameras))
-        query = viewpoints(torch.from_numpy(np.asarray(camera, np.float32)[None]))
-        torch.manual_seed(seed)
-        image = to_uint8(self.model.sample(x, v, query, use_mean=not sample))[0]
+        image = render_view(self.model, frames, cameras, camera, seed if sample else None)
         rendered = time.perf_counter()
         encoded = base64.b64encode(png(image)).decode()
         return {
@@ -282,7 +263,7 @@ def make_app(viewer: Viewer, live: LiveRenderer):
         return asyncio.get_running_loop().run_in_executor(None, function, *args)
 
     async def page(request):
-        return HTMLResponse(resources.files("gqn").joinpath(PAGE, "index.html").read_text())
+        return HTMLResponse(resources.files(__name__).joinpath(PAGE, "index.html").read_text())
 
     @answers
     async def info(request):
@@ -323,7 +304,7 @@ def make_app(viewer: Viewer, live: LiveRenderer):
         Route("/api/scene/{scene}/view/{view}.png", frame),
         Route("/api/render", render, methods=["POST"]),
         Route("/api/{rest:path}", unknown, methods=["GET", "POST"]),
-        Mount("/static", StaticFiles(packages=[("gqn", PAGE)])),
+        Mount("/static", StaticFiles(packages=[(__name__, PAGE)])),
     ]
     return Starlette(routes=routes)
 
@@ -372,7 +353,7 @@ def run(args) -> int:
         )
     shown = f"[{host}]" if ":" in host else host
     print(
-        f"gqn view: {viewer.where}, {len(dataset)} scenes, {viewer.path} camera path; "
+        f"gqn view: {viewer.where}, {len(dataset)} scenes, {viewer.path.name} camera path; "
         f"open http://{shown}:{port}/ (Ctrl-C stops)",
         flush=True,
     )

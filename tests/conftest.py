@@ -1,4 +1,7 @@
+import json
 import os
+import socket
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +9,7 @@ import pytest
 import torch
 
 from gqn.data import Scene, write_scenes
+from gqn.model import PRESETS, GQNConfig
 
 # DeepMind's real scene, kept in the repository: the tests need nothing beside it.
 REFERENCE = Path(__file__).resolve().parents[1] / "examples" / "reference"
@@ -50,15 +54,59 @@ def make_dataset(
     return Path(root) / name
 
 
-def train_tiny(root, scenes_per_file: int, name="shepard_metzler_5_parts", **overrides):
-    """A tiny model trained for 3 steps on a fresh random dataset `name` in `root`: (data folder, run folder)."""
-    from gqn.train import TrainConfig, train
+def tiny(**fields) -> GQNConfig:
+    """The tiny preset, with `fields` changed: the model of every test that needs a small one."""
+    return replace(PRESETS["tiny"], **fields)
+
+
+def tiny_training(data, run_dir, **overrides):
+    """The TrainConfig of a short CPU run of the tiny preset: batch 4, no worker processes, no
+    evaluation, 3 steps; `overrides` change any field."""
+    from gqn.train import TrainConfig
+
+    settings = dict(config="tiny", batch_size=4, max_steps=3, workers=0, eval_every=0)
+    return TrainConfig(data=str(data), run_dir=str(run_dir), **{**settings, **overrides})
+
+
+def train_tiny(root, scenes_per_file: int, name="shepard_metzler_5_parts", model=None, **overrides):
+    """A tiny model trained on a fresh random dataset `name` in `root`: (data folder, run folder).
+
+    `model`: a GQNConfig to train instead of the tiny preset (written to `root/model.json`, the
+    run's --config); `overrides`: fields of `tiny_training`'s TrainConfig.
+    """
+    from gqn.train import train
 
     data = str(make_dataset(root, name, files=(1, 1), scenes_per_file=scenes_per_file))
     run = Path(root) / "run"
-    settings = dict(config="tiny", batch_size=4, max_steps=3, workers=0, eval_every=0)
-    train(TrainConfig(data=data, run_dir=str(run), **{**settings, **overrides}))
+    if model is not None:
+        config = Path(root) / "model.json"
+        config.write_text(json.dumps({"model": model.to_dict()}))
+        overrides = {"config": str(config), **overrides}
+    train(tiny_training(data, run, **overrides))
     return data, run
+
+
+TRAINED_STEPS = 40  # of `trained_tiny`: enough for its predictions to follow the camera and the context
+TRAINED_SCENES = 12  # of each split of its data
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory):
+    """The tiny preset trained for TRAINED_STEPS steps, once per session, for every test that
+    needs a trained model but not a particular training: (data folder, run folder), to read only
+    (a test that trains on from it copies the run folder first)."""
+    root = tmp_path_factory.mktemp("trained_tiny")
+    with pytest.MonkeyPatch.context() as mp:  # session fixtures run before `_isolated`
+        mp.setenv("GQN_CACHE_DIR", str(root / "cache"))
+        return train_tiny(root, TRAINED_SCENES, max_steps=TRAINED_STEPS)
+
+
+def free_port() -> int:
+    """A TCP port of this machine that nothing listens on now (the system picks it), so that
+    tests running side by side never ask for the same one."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

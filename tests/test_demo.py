@@ -6,9 +6,11 @@ import os
 from conftest import make_dataset
 from PIL import Image
 
-from gqn.checkpoint import read_description
+import gqn.demo
+from gqn.checkpoint import load_checkpoint, read_description
 from gqn.cli import main
 from gqn.demo import RECIPE, verdict
+from gqn.errors import GQNError
 
 
 def test_demo_writes_every_result_and_reuses_them(tmp_path, capsys):
@@ -29,6 +31,8 @@ def test_demo_writes_every_result_and_reuses_them(tmp_path, capsys):
     assert (out / "eval.txt").read_text() in printed
     assert "trained 3 steps in " in printed and "step 3 in all" in printed  # what it managed
     assert verdict(report) in printed  # and what that means for the pictures
+    trained = load_checkpoint(out / "run" / "checkpoints" / "last.pt")["train_config"]
+    assert {field: trained[field] for field in RECIPE} == {**RECIPE, "config": "tiny", "batch_size": 4}
 
     # A re-run trains no further and rewrites nothing.
     stamps = {name: os.stat(out / name).st_mtime_ns for name in names}
@@ -49,16 +53,40 @@ def test_demo_bad_scene_is_a_one_line_error(tmp_path, capsys):
     assert "--scene 9: shepard_metzler_5_parts/test has scenes 0..3" in capsys.readouterr().err
 
 
-def test_the_demo_trains_the_shipped_recipe_with_the_measured_batch_and_learning_rate():
-    """The warm-up, sigma schedule, precision and seed are the shipped weights'; batch 8 at lr 1e-3
-    is what benchmarks/learning.py measured best for ten minutes (README, "Recipe choices")."""
+def test_gqn_demo_trains_the_shipped_recipe_at_the_measured_batch_and_learning_rate(tmp_path, monkeypatch):
+    """Without recipe flags `gqn demo` trains RECIPE, which differs from the shipped weights' own
+    training (warm-up, sigma schedule, precision, seed) only in the batch size and learning rate:
+    batch 8 at lr 1e-3, what benchmarks/learning.py measured best for ten minutes (README,
+    "Recipe choices")."""
+    started = []
+
+    def train(cfg):
+        started.append(cfg)
+        raise GQNError("stopped before the first step")
+
+    monkeypatch.setattr(gqn.demo, "train", train)
+    data = make_dataset(tmp_path, files=(1, 1), scenes_per_file=4)
+    argv = [
+        "demo",
+        "--out",
+        str(tmp_path / "out"),
+        "--data",
+        str(data),
+        "--eval-scenes",
+        "4",
+        "--workers",
+        "0",
+    ]
+    assert main(argv) == 1
+    (cfg,) = started
+    assert {field: getattr(cfg, field) for field in RECIPE} == RECIPE
     shipped = read_description("pretrained:shepard_metzler_5_parts")["train_config"]
-    measured = {"batch_size": 8, "lr_start": 1e-3}
-    assert {field: RECIPE[field] for field in RECIPE if field not in measured} == {
-        field: shipped[field] for field in RECIPE if field not in measured
+    differ = {
+        field: (getattr(cfg, field), shipped[field])
+        for field in RECIPE
+        if getattr(cfg, field) != shipped[field]
     }
-    assert {field: RECIPE[field] for field in measured} == measured
-    assert (shipped["batch_size"], shipped["lr_start"]) == (16, 5e-4)
+    assert differ == {"batch_size": (8, 16), "lr_start": (1e-3, 5e-4)}
 
 
 def test_the_verdict_says_whether_the_pictures_beat_copying_the_context():

@@ -3,22 +3,19 @@
 import json
 import math
 import shutil
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import train_tiny
+from conftest import tiny, tiny_training, train_tiny
 from PIL import Image
 
 from gqn.cameras import pixel_centres, project, sphere_cameras
 from gqn.checkpoint import load_model
 from gqn.cli import main
-from gqn.config import TrainConfig
 from gqn.data import viewpoints
 from gqn.epipolar import along_ray_weights, gather
-from gqn.model import GQN, PRESETS
+from gqn.model import GQN
 from gqn.train import train
 
 FOV = 100.0
@@ -58,7 +55,7 @@ def test_points_a_view_cannot_see_read_zero():
 
 def test_the_representation_depends_on_the_query_camera():
     torch.manual_seed(0)
-    model = GQN(replace(PRESETS["epipolar"], r_channels=16, fov=FOV, near=0.8, far=5.9, depth_samples=8))
+    model = GQN(tiny(representation="epipolar", fov=FOV, near=0.8, far=5.9, depth_samples=8))
     x = torch.rand(2, 3, 3, 32, 32)
     v = cameras(8, 2).view(2, 4, 7)
     r1 = model.represent(x, v[:, :3], v[:, 3])
@@ -70,9 +67,7 @@ def test_the_representation_depends_on_the_query_camera():
 def epipolar_run(tmp_path_factory):
     """A tiny epipolar model trained for 3 steps (one of them deterministic), and its data."""
     root = tmp_path_factory.mktemp("epipolar")
-    config = root / "tiny-epipolar.json"
-    config.write_text(json.dumps({"model": {**PRESETS["tiny"].to_dict(), "representation": "epipolar"}}))
-    return train_tiny(root, scenes_per_file=12, config=str(config), deterministic_steps=1)
+    return train_tiny(root, 12, model=tiny(representation="epipolar"), deterministic_steps=1)
 
 
 def test_training_takes_the_cameras_from_the_dataset_description(epipolar_run):
@@ -107,10 +102,8 @@ def test_resuming_an_epipolar_run_continues_it(epipolar_run, tmp_path):
     data, run = epipolar_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    settings = dict(
-        config=str(Path(run).parent / "tiny-epipolar.json"), batch_size=4, workers=0, eval_every=0
-    )
-    result = train(TrainConfig(data=data, run_dir=str(copy), max_steps=5, resume="auto", **settings))
+    config = load_model(run)[1].train_config["config"]  # the model file the run was started with
+    result = train(tiny_training(data, copy, config=config, max_steps=5, resume="auto"))
     assert result.step == 5 and math.isfinite(result.metrics["loss"])
 
 

@@ -1,17 +1,21 @@
 """Pretrained weights: export from a checkpoint, load by name or path, refuse damaged files."""
 
+import itertools
 import json
 import re
+import shlex
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import train_tiny
+from conftest import TRAINED_STEPS, tiny_training
 
 import gqn
-from gqn.checkpoint import available, load_model, load_weights, read_description
-from gqn.cli import main
-from gqn.config import train_command, training_commands
+from gqn.checkpoint import available, dataset_of, load_model, load_weights, read_description
+from gqn.cli import build_parser, main
+from gqn.config import TrainConfig, train_command, train_config_from_args, training_commands
+from gqn.defaults import DATASET
 from gqn.errors import GQNError
 from gqn.evaluate import gain_over_baselines
 from gqn.export import export
@@ -20,21 +24,40 @@ from gqn.export import export
 REFERENCE_PRIOR_MEAN_PSNR = 21.00
 
 
+# What `train_command` leaves out of a command line: where a run is written, what it resumed
+# from, and how it ran (workers, device, a time limit), none of which changes what it learns.
+NOT_IN_COMMANDS = ("run_dir", "resume", "workers", "device", "max_minutes")
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny model trained for 3 steps, exported as weights + JSON."""
-    root = tmp_path_factory.mktemp("pretrained")
-    data, run = train_tiny(root, scenes_per_file=8, sigma_steps=10)
-    weights, meta = export(run, "tiny", root / "weights", eval_report={"results": {}})
+def exported(trained_tiny, tmp_path_factory):
+    """The session's trained tiny model, exported as weights + JSON."""
+    data, run = trained_tiny
+    weights, meta = export(run, "tiny", tmp_path_factory.mktemp("pretrained"), eval_report={"results": {}})
     return data, run, weights, meta
+
+
+def parse_train(command: str) -> TrainConfig:
+    """The TrainConfig a `gqn train` command line runs, parsed as `gqn` parses it."""
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert command.startswith("gqn train ") and args.command == "train", command
+    return train_config_from_args(args)
+
+
+def learned(train_config: dict, leave_out: tuple[str, ...] = ()) -> dict:
+    """The fields of a train config (defaults where it lacks one) that decide what a run learns."""
+    skip = NOT_IN_COMMANDS + leave_out
+    return {f.name: train_config.get(f.name, f.default) for f in fields(TrainConfig) if f.name not in skip}
 
 
 def test_exported_weights_predict_exactly_what_the_checkpoint_does(exported):
     data, run, weights, meta = exported
     a, loaded_a = load_model(run)
     b, loaded_b = load_model(weights)
-    assert loaded_b.step == loaded_a.step == 3 and loaded_b.config == loaded_a.config
-    assert loaded_b.sigma == pytest.approx(loaded_a.sigma) == pytest.approx(2.0 - 1.3 * 3 / 10)
+    assert loaded_b.step == loaded_a.step == TRAINED_STEPS and loaded_b.config == loaded_a.config
+    assert (
+        loaded_b.sigma == pytest.approx(loaded_a.sigma) == pytest.approx(2.0 - 1.3 * TRAINED_STEPS / 200_000)
+    )
     assert loaded_a.origin is None and loaded_b.origin["name"] == "tiny" and loaded_b.path == str(weights)
     x, v = torch.rand(2, 3, 3, 64, 64), torch.randn(2, 3, 7)
     qv = torch.randn(2, 7)
@@ -44,10 +67,11 @@ def test_exported_weights_predict_exactly_what_the_checkpoint_does(exported):
     described = json.loads(meta.read_text())
     assert described["model_config"]["L"] == a.config.L
     assert described["eval"] == {"results": {}}
-    assert described["trained_with"] == [
-        f"gqn train --data {data} --config tiny --batch-size 4 --max-steps 3 --sigma-steps 10 --eval-every 0 "
-        "--run-dir runs/tiny-1"
-    ]
+    # Its recipe is one `gqn train` command line that runs the checkpoint's own training again.
+    (command,) = described["trained_with"]
+    again = parse_train(command)
+    assert learned(asdict(again)) == learned(loaded_a.train_config) and again.data == data
+    assert (again.run_dir, again.resume) == ("runs/tiny-1", None)
     assert weights.stat().st_size < 25e6
 
 
@@ -84,26 +108,22 @@ def test_recipe_of_a_model_fine_tuned_from_pretrained_weights():
 def test_a_fine_tune_records_its_origin_when_it_starts(exported, tmp_path):
     """Replacing the weights it started from (say, by exporting the fine-tune under the same name)
     leaves its recipe naming the original commands, recorded in the checkpoint at step 0."""
-    from gqn.train import TrainConfig, train
+    from gqn.train import train
 
-    data, _, weights, _ = exported
+    data, _, weights, described = exported
     origin = tmp_path / "origin"
     origin.mkdir()
     for f in (weights, weights.with_suffix(".json")):
         (origin / f.name).write_bytes(f.read_bytes())
-    settings = dict(
-        config="tiny", batch_size=4, workers=0, eval_every=0, init=str(origin / "tiny.safetensors")
-    )
-    train(TrainConfig(data=data, run_dir=str(tmp_path / "tuned"), max_steps=2, **settings))
-    export(tmp_path / "tuned", "tiny", origin)  # replaces the weights it started from
-    train(TrainConfig(data=data, run_dir=str(tmp_path / "tuned"), max_steps=4, resume="auto", **settings))
-    _, meta = export(tmp_path / "tuned", "tuned", tmp_path)
+    tuned, init = tmp_path / "tuned", str(origin / "tiny.safetensors")
+    train(tiny_training(data, tuned, max_steps=2, init=init))
+    export(tuned, "tiny", origin)  # replaces the weights it started from
+    train(tiny_training(data, tuned, max_steps=4, init=init, resume="auto"))
+    _, meta = export(tuned, "tuned", tmp_path)
     commands = json.loads(meta.read_text())["trained_with"]
-    assert len(commands) == 2 and commands[0].endswith(
-        "--sigma-steps 10 --eval-every 0 --run-dir runs/tiny-1"
-    )
+    assert len(commands) == 2 and commands[0] == json.loads(described.read_text())["trained_with"][0]
     assert (
-        "--max-steps 4 --eval-every 0 --init runs/tiny-1/checkpoints/step-00000003.pt --run-dir runs/tuned-2"
+        f"--max-steps 4 --eval-every 0 --init runs/tiny-1/checkpoints/step-{TRAINED_STEPS:08d}.pt --run-dir runs/tuned-2"
         in commands[1]
     )
 
@@ -143,10 +163,22 @@ def test_shipped_shepard_metzler_weights_load_by_name():
     assert (
         meta["dataset"] == "shepard_metzler_5_parts" and meta["model_config"]["representation"] == "epipolar"
     )
-    assert meta["trained_with"] == [
-        "gqn train --config epipolar --batch-size 16 --max-steps 4750 --sigma-steps 30000 "
-        "--deterministic-steps 4500 --checkpoint-every 250 --eval-every 250 --run-dir runs/shepard_metzler_5_parts-1"
-    ]
+
+
+@pytest.mark.parametrize("name", available())
+def test_the_shipped_weights_recipe_runs_the_training_they_record(name):
+    """Every `trained_with` line parses as a `gqn train` command line; each stage resumes where the
+    one before stopped, and the last runs the recorded train config, on the recorded dataset, to
+    the recorded step."""
+    meta = read_description(f"pretrained:{name}")
+    stages = [parse_train(command) for command in meta["trained_with"]]
+    assert stages[0].resume is None and len({s.run_dir for s in stages}) == len(stages)
+    for before, after in itertools.pairwise(stages):
+        assert after.resume == f"{before.run_dir}/checkpoints/step-{before.max_steps:08d}.pt"
+    last = stages[-1]
+    recorded = {**meta["train_config"], "max_steps": meta["step"]}  # it stopped there
+    assert learned(asdict(last), ("data",)) == learned(recorded, ("data",))
+    assert (dataset_of(last.data) or DATASET) == meta["dataset"]  # no --data: the built-in data
 
 
 @pytest.mark.parametrize(

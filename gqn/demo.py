@@ -13,7 +13,7 @@
 
 Everything lands in --out and its paths are printed. A re-run reuses what exists: the data, the
 checkpoints (training continues from the last one until --steps) and every output that is newer
-than the last checkpoint.
+than the last checkpoint. One demo writes into an --out at a time: a second is refused (`gqn.lock`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from gqn.errors import GQNError
 from gqn.evaluate import SCENES, evaluate, fit_scenes, format_table, gain_over_baselines
 from gqn.files import atomic_write, write_json
 from gqn.images import save_animation, save_image
+from gqn.lock import claim
 from gqn.plots import training_curves
 from gqn.render import camera_path, orbit_cameras, render_grid, render_orbit
 from gqn.train import TrainConfig, train
@@ -71,71 +72,74 @@ def demo(
             f"demo: unknown recipe field(s) {', '.join(sorted(unknown))}; known: {', '.join(RECIPE)}"
         )
     out = Path(out)
-    run_dir = out / "run"
-    data = dataset_path(data)
-    test = open_dataset(data, "test")
-    if not 0 <= scene < len(test):
-        raise GQNError(f"--scene {scene}: {test.dataset_name}/test has scenes 0..{len(test) - 1}")
-    eval_scenes = fit_scenes(eval_scenes, SCENES, test, "--eval-scenes")
+    with claim(out):  # one demo writes into `out` at a time; its training claims out/run too
+        run_dir = out / "run"
+        data = dataset_path(data)
+        test = open_dataset(data, "test")
+        if not 0 <= scene < len(test):
+            raise GQNError(f"--scene {scene}: {test.dataset_name}/test has scenes 0..{len(test) - 1}")
+        eval_scenes = fit_scenes(eval_scenes, SCENES, test, "--eval-scenes")
 
-    # --- train (or continue) ---
-    done = max(list_steps(run_dir), default=0)
-    if done < steps:
-        cfg = TrainConfig(
-            data=str(data),
-            run_dir=str(run_dir),
-            max_steps=steps,
-            max_minutes=minutes,
-            workers=workers,
-            resume="auto",
-            checkpoint_every=250,
-            eval_every=250,
-            image_every=1000,
-            log_every=10,
-            **{**RECIPE, **recipe},
-        )
-        print(f"training {cfg.config} for up to {minutes:g} minutes (step {done} of {steps}) in {run_dir}")
-        started = time.monotonic()
-        result = train(cfg)
-        took = time.monotonic() - started
-        print(
-            f"trained {result.step - done} steps in {took / 60:.1f} minutes ({took / max(1, result.step - done):.2f} s "
-            f"per step of {cfg.batch_size} scenes), step {result.step} in all"
-        )
-    last = checkpoint_dir(run_dir) / "last.pt"
-    if not last.exists():
-        raise GQNError(f"{run_dir}: training wrote no checkpoint")
+        # --- train (or continue) ---
+        done = max(list_steps(run_dir), default=0)
+        if done < steps:
+            cfg = TrainConfig(
+                data=str(data),
+                run_dir=str(run_dir),
+                max_steps=steps,
+                max_minutes=minutes,
+                workers=workers,
+                resume="auto",
+                checkpoint_every=250,
+                eval_every=250,
+                image_every=1000,
+                log_every=10,
+                **{**RECIPE, **recipe},
+            )
+            print(
+                f"training {cfg.config} for up to {minutes:g} minutes (step {done} of {steps}) in {run_dir}"
+            )
+            started = time.monotonic()
+            result = train(cfg)
+            took = time.monotonic() - started
+            print(
+                f"trained {result.step - done} steps in {took / 60:.1f} minutes ({took / max(1, result.step - done):.2f} s "
+                f"per step of {cfg.batch_size} scenes), step {result.step} in all"
+            )
+        last = checkpoint_dir(run_dir) / "last.pt"
+        if not last.exists():
+            raise GQNError(f"{run_dir}: training wrote no checkpoint")
 
-    # --- measure and show ---
-    files = {"curves": out / "curves.png", "checkpoint": last}
-    if not fresh(files["curves"], last):
-        training_curves(run_dir, files["curves"])
-    model, loaded = load_model(last)
-    files["eval"], files["eval_json"] = out / "eval.txt", out / "eval.json"
-    if not fresh(files["eval_json"], last):
-        print(f"evaluating step {loaded.step} on {eval_scenes} held-out scenes")
-        report = evaluate(model, test, eval_scenes, (1, 3, 5), sigma=loaded.sigma)
-        report.update(checkpoint=str(last), step=loaded.step)
-        with atomic_write(files["eval"], "w") as f:
-            f.write(format_table(report) + "\n")
-        write_json(report, files["eval_json"])
-    print((files["eval"]).read_text(), end="")
-    print(verdict(json.loads(files["eval_json"].read_text())))
+        # --- measure and show ---
+        files = {"curves": out / "curves.png", "checkpoint": last}
+        if not fresh(files["curves"], last):
+            training_curves(run_dir, files["curves"])
+        model, loaded = load_model(last)
+        files["eval"], files["eval_json"] = out / "eval.txt", out / "eval.json"
+        if not fresh(files["eval_json"], last):
+            print(f"evaluating step {loaded.step} on {eval_scenes} held-out scenes")
+            report = evaluate(model, test, eval_scenes, (1, 3, 5), sigma=loaded.sigma)
+            report.update(checkpoint=str(last), step=loaded.step)
+            with atomic_write(files["eval"], "w") as f:
+                f.write(format_table(report) + "\n")
+            write_json(report, files["eval_json"])
+        print((files["eval"]).read_text(), end="")
+        print(verdict(json.loads(files["eval_json"].read_text())))
 
-    orbit = orbit_cameras(camera_path(test.dataset_name))
-    models = [("", model, last)]
-    if test.dataset_name in available():
-        weights, shipped = load_model(f"pretrained:{test.dataset_name}")
-        models.append(("pretrained-", weights, Path(shipped.path)))
-    for prefix, m, source in models:
-        s = open_dataset(data, "test", m.config.image_size)[scene]  # the frame size it learned from
-        grid_png, orbit_gif = out / f"{prefix}grid.png", out / f"{prefix}orbit.gif"
-        if not fresh(grid_png, source):
-            save_image(render_grid(m, s.frames, s.cameras, context=3), grid_png)
-        if not fresh(orbit_gif, source):
-            save_animation(render_orbit(m, s.frames, s.cameras, orbit, context=3), orbit_gif)
-        files[f"{prefix}grid"], files[f"{prefix}orbit"] = grid_png, orbit_gif
-    return files
+        orbit = orbit_cameras(camera_path(test.dataset_name))
+        models = [("", model, last)]
+        if test.dataset_name in available():
+            weights, shipped = load_model(f"pretrained:{test.dataset_name}")
+            models.append(("pretrained-", weights, Path(shipped.path)))
+        for prefix, m, source in models:
+            s = open_dataset(data, "test", m.config.image_size)[scene]  # the frame size it learned from
+            grid_png, orbit_gif = out / f"{prefix}grid.png", out / f"{prefix}orbit.gif"
+            if not fresh(grid_png, source):
+                save_image(render_grid(m, s.frames, s.cameras, context=3), grid_png)
+            if not fresh(orbit_gif, source):
+                save_animation(render_orbit(m, s.frames, s.cameras, orbit, context=3), orbit_gif)
+            files[f"{prefix}grid"], files[f"{prefix}orbit"] = grid_png, orbit_gif
+        return files
 
 
 def verdict(report: dict) -> str:

@@ -8,7 +8,8 @@ the model's tensors, and its config, the step and pixel sigma it was trained to,
 learned from, the `gqn train` commands that reproduce it (`gqn.config.training_commands`), the
 SHA-256 of the weights and the eval table measured on it. Weights in `gqn/weights/` ship with gqn
 and load as `pretrained:NAME` wherever a verb takes a CHECKPOINT, and in Python as
-`gqn.load_pretrained(NAME)`.
+`gqn.load_pretrained(NAME)`. While it writes, --out is claimed (`gqn.lock`): a second export
+into it is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gqn.checkpoint import (
 from gqn.config import training_commands
 from gqn.errors import GQNError
 from gqn.files import writable_folder
+from gqn.lock import claim
 
 
 def export(
@@ -66,7 +68,8 @@ def export(
     if eval_report is not None:
         meta["eval"] = {k: v for k, v in eval_report.items() if k != "checkpoint"}  # a local path
     tensors = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
-    return save_weights(out, name, tensors, meta)
+    with claim(out):  # one writer: two exports into `out` could pair one's weights with the other's JSON
+        return save_weights(out, name, tensors, meta)
 
 
 def add_parser(sub) -> None:

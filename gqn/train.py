@@ -15,11 +15,13 @@ resumed, or spread over N processes, computes what one uninterrupted process wou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,8 +34,8 @@ from gqn.config import TrainConfig, add_flags, get_config, train_config_from_arg
 from gqn.data import SceneDataset, make_loader, model_inputs
 from gqn.defaults import dataset_path
 from gqn.errors import DataError, GQNError
-from gqn.files import writable_folder
 from gqn.held_out import evaluate_held_out, held_out_batch
+from gqn.lock import claim
 from gqn.metrics import bits_per_dim
 from gqn.model import GQN
 from gqn.runlog import RunLog
@@ -42,16 +44,8 @@ from gqn.schedules import lr_at, sigma_at
 
 
 @dataclass
-class Result:
-    step: int
-    checkpoint: Path | None
-    metrics: dict
-    stopped_by: str | None = None  # the signal that stopped the run early, if any
-
-
-@dataclass
 class Run:
-    """What the loop carries from one step to the next."""
+    """What the loop carries from one step to the next, and what `train` returns."""
 
     step: int  # optimizer steps taken
     position: dict  # the sampler's: epoch and batch within it, where the next step's batch is
@@ -61,6 +55,7 @@ class Run:
     metrics: dict = field(default_factory=dict)  # of the last logged step
     rate: float | None = None  # scenes per second, smoothed
     out_of_time: bool = False  # --max-minutes have passed (on any rank)
+    stopped_by: str | None = None  # the signal that stopped the run early, if any
 
     def advance(self, batches: int, scenes: int, seconds: float) -> None:
         """Count a step that took the next of the epoch's `batches` batches: `scenes` in `seconds`."""
@@ -70,77 +65,75 @@ class Run:
         self.rate = scenes / seconds if self.rate is None else 0.9 * self.rate + 0.1 * scenes / seconds
 
 
-def train(cfg: TrainConfig) -> Result:
+def train(cfg: TrainConfig) -> Run:
     # --- set up ---------------------------------------------------------------------------------
     rank, world, device = setup_process(cfg.device)
     lead = rank == 0
     torch.manual_seed(cfg.seed)  # the same on every rank: same weights, same global noise
-    if lead:
-        prepare_run_dir(cfg.run_dir)
-    dataset, loader = open_data(cfg, rank, world)
-    held_out = held_out_batch(cfg.data, cfg) if lead else None  # evaluated on rank 0 alone
-    dims = 3 * (cfg.image_size or dataset.stored_size) ** 2  # of a frame, for bits per dimension
+    with claim_run_dir(cfg.run_dir) if lead else contextlib.nullcontext():  # its one writer: rank 0
+        dataset, loader = open_data(cfg, rank, world)
+        held_out = held_out_batch(cfg.data, cfg) if lead else None  # evaluated on rank 0 alone
+        dims = 3 * (cfg.image_size or dataset.stored_size) ** 2  # of a frame, for bits per dimension
 
-    # --- build, resume --------------------------------------------------------------------------
-    model, optimizer = build(cfg, dataset, device)
-    run = resume_or_init(cfg, model, optimizer, device, lead)
-    net = wrap(model, world, device, cfg.compile)
-    log = RunLog(cfg.run_dir, resume_step=run.step if run.checkpoint else None) if lead else None
-    stop, bar = StopSignals(), progress_bar(cfg, run.step, lead)
-    started = time.monotonic()
+        # --- build, resume ----------------------------------------------------------------------
+        model, optimizer = build(cfg, dataset, device)
+        run = resume_or_init(cfg, model, optimizer, device, lead)
+        net = wrap(model, world, device, cfg.compile)
+        log = RunLog(cfg.run_dir, resume_step=run.step if run.checkpoint else None) if lead else None
+        stop, bar = StopSignals(), progress_bar(cfg, run.step, lead)
+        started = time.monotonic()
 
-    # --- loop: step, log, evaluate, save --------------------------------------------------------
-    try:
-        while run.step < cfg.max_steps and not stop.received and not run.out_of_time:
-            loader.batch_sampler.load_state_dict(run.position)
-            for batch in loader:
-                tick = time.perf_counter()
-                out = take_step(net, optimizer, batch, cfg, run, rank, world, device)
-                run.advance(len(loader.batch_sampler), cfg.batch_size, time.perf_counter() - tick)
-                log_step(cfg, run, out, dims, world, log, bar)
-                over = time.monotonic() - started >= 60 * cfg.max_minutes
-                run.out_of_time = cfg.max_minutes > 0 and agree(over, world, device)  # all stop at one step
-                end = run.step == cfg.max_steps or run.out_of_time  # evaluated too: a short run has one
-                if held_out is not None and cfg.eval_every and (run.step % cfg.eval_every == 0 or end):
-                    images = cfg.image_every and run.step % cfg.image_every == 0
-                    evaluate_held_out(
-                        unwrap(net), held_out, out["sigma"], run.step, log, device, cfg, dims, images=images
-                    )
-                advance_bar(bar, cfg, run.step, started)
-                done = run.step >= cfg.max_steps or stop.received or run.out_of_time
-                if lead and (run.step % cfg.checkpoint_every == 0 or done):
-                    save(cfg, run, model, optimizer, device, dataset.dataset_name)
-                if done:
-                    break
-    except DataError as e:  # a corrupt record: keep the steps taken, say where and how to go on
-        if lead and run.step > (run.saved_at or 0):
-            save(cfg, run, model, optimizer, device, dataset.dataset_name)
-        kept = f"saved {run.checkpoint}; " if run.checkpoint else ""
-        raise GQNError(
-            f"{e} (a scene of the batch of step {run.step + 1}); {kept}--resume {cfg.run_dir} --skip-corrupt "
-            "goes on, each corrupt scene replaced by the next sound one"
-        ) from None
-    finally:
-        loader.close()
-        stop.restore()
-        bar.close()
-        if log is not None:
-            log.close(quietly=sys.exc_info()[1] is not None)  # the error that stopped the run is told
+        # --- loop: step, log, evaluate, save ----------------------------------------------------
+        try:
+            while run.step < cfg.max_steps and not stop.received and not run.out_of_time:
+                loader.batch_sampler.load_state_dict(run.position)
+                for batch in loader:
+                    tick = time.perf_counter()
+                    out = take_step(net, optimizer, batch, cfg, run, rank, world, device)
+                    run.advance(len(loader.batch_sampler), cfg.batch_size, time.perf_counter() - tick)
+                    log_step(cfg, run, out, dims, world, log, bar)
+                    over = time.monotonic() - started >= 60 * cfg.max_minutes  # then all stop at this step
+                    run.out_of_time = cfg.max_minutes > 0 and agree(over, world, device)
+                    log_held_out(cfg, run, net, held_out, out["sigma"], log, device, dims)
+                    advance_bar(bar, cfg, run.step, started)
+                    done = run.step >= cfg.max_steps or stop.received or run.out_of_time
+                    if lead and (run.step % cfg.checkpoint_every == 0 or done):
+                        save(cfg, run, model, optimizer, device, dataset.dataset_name)
+                    if done:
+                        break
+        except DataError as e:  # a corrupt record: keep the steps taken, say where and how to go on
+            if lead and run.step > (run.saved_at or 0):
+                save(cfg, run, model, optimizer, device, dataset.dataset_name)
+            kept = f"saved {run.checkpoint}; " if run.checkpoint else ""
+            raise GQNError(
+                f"{e} (a scene of the batch of step {run.step + 1}); {kept}--resume {cfg.run_dir} --skip-corrupt "
+                "goes on, each corrupt scene replaced by the next sound one"
+            ) from None
+        finally:
+            loader.close()
+            stop.restore()
+            bar.close()
+            if log is not None:
+                log.close(quietly=sys.exc_info()[1] is not None)  # the error that stopped the run is told
     if lead and (stop.received or run.out_of_time):
         why = stop.received or f"the {cfg.max_minutes:g}-minute limit"
         print(
             f"stopped by {why} at step {run.step}; checkpoint {run.checkpoint}; continue with --resume {cfg.run_dir}"
         )
-    return Result(run.step, run.checkpoint, run.metrics, stop.received)
+    run.stopped_by = stop.received
+    return run
 
 
-def prepare_run_dir(run_dir: str) -> None:
-    """The run folder, ready for this run (rank 0): writable, said before any work, and rid of
-    the temporary files of saves that were killed before their rename."""
-    writable_folder(run_dir)
-    removed = remove_leftovers(run_dir)
-    if removed:
-        print(f"removed {len(removed)} temporary file(s) of an interrupted save: {removed[0].name} ...")
+@contextlib.contextmanager
+def claim_run_dir(run_dir: str) -> Iterator[None]:
+    """The run folder, this run's alone while it runs (`gqn.lock`): a second writer, and a folder
+    it cannot write to, are said before any work. The temporary files of saves that were killed
+    before their rename are removed."""
+    with claim(run_dir):
+        removed = remove_leftovers(run_dir)
+        if removed:
+            print(f"removed {len(removed)} temporary file(s) of an interrupted save: {removed[0].name} ...")
+        yield
 
 
 def open_data(cfg: TrainConfig, rank: int, world: int) -> tuple[SceneDataset, torch.utils.data.DataLoader]:
@@ -169,8 +162,7 @@ def resume_or_init(cfg: TrainConfig, model: GQN, optimizer, device: torch.device
         print(f"resumed from {start.path} at step {start.step}")
     elif lead and start.init is not None:
         print(f"initialised from {start.init.path} (trained {start.init.step} steps); optimizer new, step 0")
-    saved_at = start.step if start.path is not None else None
-    return Run(start.step, start.position, start.path, start.init_origin, saved_at)
+    return Run(start.step, start.position, start.path, start.init_origin, start.step if start.path else None)
 
 
 def take_step(net, optimizer, batch: dict, cfg: TrainConfig, run: Run, rank: int, world: int, device) -> dict:
@@ -203,9 +195,7 @@ def take_step(net, optimizer, batch: dict, cfg: TrainConfig, run: Run, rank: int
     return {**out, "grad_norm": grad_norm, "lr": lr, "sigma": sigma}
 
 
-def log_step(
-    cfg: TrainConfig, run: Run, out: dict, dims: int, world: int, log: RunLog | None, bar: tqdm
-) -> None:
+def log_step(cfg: TrainConfig, run: Run, out: dict, dims: int, world: int, log: RunLog | None, bar) -> None:
     """Every --log-every steps and the last: the ELBO terms (averaged over the processes), the PSNR
     of the batch MSE, bits per dimension, the schedules, the gradient norm, the speed and the KL of
     each generation step, into `run.metrics`; on rank 0 (`log`) into the records and beside the bar."""
@@ -228,11 +218,17 @@ def log_step(
     if log is not None:
         log.scalars(run.step, "train", m)
         bar.set_postfix(
-            elbo=f"{m['loss']:.1f}",
-            kl=f"{m['kl']:.1f}",
-            mse=f"{m['mse']:.4f}",
-            scenes_s=f"{m['scenes_per_s']:.1f}",
+            elbo=f"{m['loss']:.1f}", kl=f"{m['kl']:.1f}", mse=f"{m['mse']:.4f}", scenes_s=f"{run.rate:.1f}"
         )
+
+
+def log_held_out(cfg: TrainConfig, run: Run, net, held_out, sigma: float, log, device, dims: int) -> None:
+    """The held-out evaluation (rank 0, of data with a test split), every --eval-every steps and at
+    the end of the run, so that a short run has one; its image grid every --image-every steps."""
+    end = run.step == cfg.max_steps or run.out_of_time
+    if held_out is not None and cfg.eval_every and (run.step % cfg.eval_every == 0 or end):
+        images = cfg.image_every and run.step % cfg.image_every == 0
+        evaluate_held_out(unwrap(net), held_out, sigma, run.step, log, device, cfg, dims, images=images)
 
 
 def save(cfg: TrainConfig, run: Run, model: GQN, optimizer, device: torch.device, dataset: str) -> None:

@@ -52,9 +52,9 @@ def read_json(path: str) -> dict:
 
 
 def with_cameras(model_cfg: GQNConfig, dataset_name: str) -> GQNConfig:
-    """The epipolar representation needs the cameras' field of view and depth bounds: those the
-    config does not set come from the dataset's description."""
-    if model_cfg.representation != "epipolar":
+    """The epipolar representation and pixel evidence need the cameras' field of view and depth
+    bounds: those the config does not set come from the dataset's description."""
+    if not model_cfg.needs_cameras:
         return model_cfg
     info = DATASETS.get(dataset_name)
     fill = {
@@ -75,7 +75,8 @@ class TrainConfig:
         default="runs/gqn", metadata={"help": "checkpoints/, metrics.jsonl and tensorboard/ go here"}
     )
     config: str = field(
-        default="small", metadata={"help": "model: preset (paper, small, tiny, epipolar) or a .json file"}
+        default="small",
+        metadata={"help": "model: preset (paper, small, tiny, epipolar, sharp) or a .json file"},
     )
     batch_size: int = field(
         default=36, metadata={"help": "scenes per step, over all processes (paper: 36)", "min": 1}

@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gqn.cameras import project, rays
+from gqn.errors import GQNError
 
-X_CHANNELS = 3
+X_CHANNELS = 3  # colour channels of a frame
 RAY_WEIGHTINGS = ("softmax", "transmittance")
 MIN_DEPTH = 1e-2  # a point closer to a context camera than this (or behind it) is not seen by it
 
@@ -105,12 +106,13 @@ class Epipolar(nn.Module):
         context_v: torch.Tensor,
         query_v: torch.Tensor,
         grid: tuple[int, int],
-    ) -> torch.Tensor:
-        """context_x (B, K, 3, H, W), context_v (B, K, 7), query_v (B, 7) -> r (B, Cr, h, w)."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """context_x (B, K, 3, H, W), context_v (B, K, 7), query_v (B, 7) -> r (B, Cr, h, w) and
+        the weights over depth of each cell's ray (B, D, h, w), nearest first."""
         b, k = context_x.shape[:2]
         h, w = grid
         if h != w:
-            raise ValueError(f"the epipolar representation needs a square grid, got {h}x{w}")
+            raise GQNError(f"the epipolar representation needs a square grid, got {h}x{w}")
         features = self.encode(context_x.flatten(0, 1)).unflatten(0, (b, k))  # (B, K, C, H', W')
         origin, direction = rays(query_v.float(), h, self.fov)  # (B, 3), (B, h, w, 3)
         depth = torch.linspace(self.near, self.far, self.depths, device=query_v.device)  # (D,)
@@ -128,4 +130,4 @@ class Epipolar(nn.Module):
         features = torch.cat([mean, spread, rel_depth], 1).view(b, -1, self.depths, h * w)
         along_ray = (weights * features).sum(2).view(b, -1, h, w)  # (B, 2C + 1, h, w)
         ray = F.normalize(direction, dim=-1).permute(0, 3, 1, 2)  # (B, 3, h, w)
-        return self.out(torch.cat([along_ray, ray], 1))
+        return self.out(torch.cat([along_ray, ray], 1)), weights.view(b, self.depths, h, w)

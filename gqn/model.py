@@ -19,18 +19,18 @@ transposed convolution of the new h_g. The mean image is a 1x1 convolution of th
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gqn.epipolar import RAY_WEIGHTINGS, Epipolar
+from gqn.epipolar import RAY_WEIGHTINGS, X_CHANNELS, Epipolar
 from gqn.errors import GQNError
 from gqn.fields import check_fields, from_dict
+from gqn.pixels import Blend, PixelEvidence
 
 V_DIM = 7  # the official viewpoint encoding
-X_CHANNELS = 3
 SCALE = 4  # the generation grid is 1/4 of the image resolution
 
 
@@ -57,6 +57,14 @@ class GQNConfig:
     depth_samples: int = field(default=32, metadata={"min": 1})  # D: points sampled along each query ray
     # how depths along a ray are weighed: "softmax" or "transmittance"
     ray_weighting: str = field(default="softmax", metadata={"choices": RAY_WEIGHTINGS})
+    # Pixel-level evidence (gqn/pixels.py): each output pixel's ray is sampled at this many depths
+    # and read in the context views at full resolution, and what the views saw is blended into the
+    # generator's image; 0: none (the paper's model, E-GQN). It needs the cameras as epipolar does.
+    pixel_depths: int = field(default=0, metadata={"min": 0})
+    pixel_channels: int = field(default=8, metadata={"min": 4})  # C: features per view and pixel (3 colours)
+    # the share of pixels whose evidence is read in a training step (a fresh random set each step;
+    # the rest are the generator's alone); every pixel at eval and render
+    pixel_fraction: float = field(default=1.0, metadata={"above": 0, "max": 1})
 
     def __post_init__(self):
         check_fields(self)
@@ -70,6 +78,22 @@ class GQNConfig:
             )
         if self.near is not None and self.far is not None and self.far <= self.near:
             raise GQNError(f"far must be more than near, got near {self.near} and far {self.far}")
+
+    @property
+    def needs_cameras(self) -> bool:
+        """True if the model reads the context views through the cameras' geometry."""
+        return self.representation == "epipolar" or self.pixel_depths > 0
+
+    def check_cameras(self) -> None:
+        """A model that needs the cameras (`needs_cameras`) cannot be built without their field of
+        view and depth bounds. Presets leave them unset: gqn train fills them from the dataset."""
+        missing = [n for n in ("fov", "near", "far") if getattr(self, n) is None]
+        if self.needs_cameras and missing:
+            raise GQNError(
+                f"the {self.representation} representation{' with pixel evidence' if self.pixel_depths else ''} "
+                f"needs the cameras' {', '.join(missing)}: gqn train takes them from the dataset's "
+                "description, or set them in a config file"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,7 +163,13 @@ class Pyramid(nn.Module):
         return self.net(x).mean((2, 3), keepdim=True)
 
 
-REPRESENTATIONS = {"tower": Tower, "pool": Pool, "pyramid": Pyramid, "epipolar": Epipolar}
+# Each representation network from a model config (DiT's table of factories).
+REPRESENTATIONS = {
+    "tower": lambda c: Tower(c.r_channels),
+    "pool": lambda c: Pool(c.r_channels),
+    "pyramid": lambda c: Pyramid(c.r_channels),
+    "epipolar": lambda c: Epipolar(c.r_channels, c.fov, c.near, c.far, c.depth_samples, c.ray_weighting),
+}
 
 
 # Named presets. `paper`: the sizes of the paper's supplementary material (Eslami et al. 2018,
@@ -166,6 +196,8 @@ PRESETS: dict[str, GQNConfig] = {
         depth_samples=16,
     ),
 }
+# The epipolar model with pixel-level evidence: sharp views copied from the context where it saw.
+PRESETS["sharp"] = replace(PRESETS["epipolar"], pixel_depths=32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,32 +353,42 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, sigma: float) -> torch.Ten
 # The model
 
 
+# How the generation loop draws z (`GQN._generate`): from the prior or from the posterior (which
+# sees the query view and scores the KL), a draw or that distribution's mean; or "shadow": z is
+# the prior's mean while the posterior runs beside the generator on detached inputs, its KL scored
+# against the detached prior, so the KL trains the inference network alone to agree with the prior.
+Z_MODES = ("prior", "prior_mean", "posterior", "posterior_mean", "shadow")
+
+# Pixel evidence (B, E, N) and the pixels (N,) it is of, None for all (gqn/pixels.py).
+Evidence = tuple[torch.Tensor, torch.Tensor | None]
+
+
 class GQN(nn.Module):
+    """The GQN of a config: a scene representation from the context views, a generator that draws
+    the query view in L steps with a latent z per step, an inference network for training.
+
+    Stages, each a method: `represent` (the context -> r; for the epipolar representation, r of
+    the query camera), pixel evidence (config.pixel_depths: what the context views saw along each
+    output pixel's ray, gqn/pixels.py), `_generate` (the L steps; z from the prior or the
+    posterior, `Z_MODES`), and the mean image: η^g of the canvas, blended with the evidence.
+    `forward` is the training loss (the negative ELBO); `sample` and `reconstruct` predict.
+    """
+
     def __init__(self, config: GQNConfig):
         super().__init__()
+        config.check_cameras()
         self.config = config
         # One core of each kind for all steps, or one per step (the first sees the zero state only).
         zero_state = [False] if config.shared_core else [True] + [False] * (config.L - 1)
-        if config.representation == "epipolar":
-            missing = [n for n in ("fov", "near", "far") if getattr(config, n) is None]
-            if missing:
-                raise GQNError(
-                    f"the epipolar representation needs the cameras' {', '.join(missing)}: "
-                    "gqn train takes them from the dataset's description, or set them in a config file"
-                )
-            self.representation = Epipolar(
-                config.r_channels,
-                config.fov,
-                config.near,
-                config.far,
-                config.depth_samples,
-                config.ray_weighting,
-            )
-        else:
-            self.representation = REPRESENTATIONS[config.representation](config.r_channels)
+        self.representation = REPRESENTATIONS[config.representation](config)
         self.generation = nn.ModuleList(GenerationCore(config, z) for z in zero_state)
         self.inference = nn.ModuleList(InferenceCore(config, z) for z in zero_state)
         self.observation = nn.Conv2d(config.u_channels, X_CHANNELS, 1)  # η^g: canvas -> mean image
+        if config.pixel_depths:
+            self.evidence = PixelEvidence(
+                config.pixel_channels, config.fov, config.near, config.far, config.pixel_depths
+            )
+            self.blend = Blend(config.u_channels, self.evidence.channels)
 
     # -- stages --------------------------------------------------------------------------------
 
@@ -361,6 +403,12 @@ class GQN(nn.Module):
         """context_x (B, K, 3, H, W), context_v (B, K, 7) -> r (B, Cr, H/4, W/4) or (B, Cr, 1, 1),
         the sum of the per-view representations; for the epipolar representation, r of the query
         camera query_v (B, 7), one per cell of its grid: (B, Cr, H/4, W/4)."""
+        return self._represent(context_x, context_v, query_v)[0]
+
+    def _represent(
+        self, context_x: torch.Tensor, context_v: torch.Tensor, query_v: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`represent`'s r, and the epipolar representation's weights over depth (B, D, h, w)."""
         self._check(context_x, context_v)
         b, k = context_x.shape[:2]
         if self.query_dependent:
@@ -369,7 +417,23 @@ class GQN(nn.Module):
             grid = (context_x.shape[3] // SCALE, context_x.shape[4] // SCALE)
             return self.representation(context_x, context_v, query_v, grid)
         r = self.representation(context_x.flatten(0, 1), context_v.flatten(0, 1))
-        return r.unflatten(0, (b, k)).sum(1)
+        return r.unflatten(0, (b, k)).sum(1), None
+
+    def _scene(
+        self, context_x: torch.Tensor, context_v: torch.Tensor, query_v: torch.Tensor
+    ) -> tuple[torch.Tensor, Evidence | None]:
+        """What the generator is given of the scene: r, and the pixel evidence (B, E, N) with the
+        pixels (N,) it is of (None: all), or None."""
+        r, depth_weights = self._represent(context_x, context_v, query_v)
+        if not self.config.pixel_depths:
+            return r, None
+        pixels = None  # all of them, but a random share of them in training (config.pixel_fraction)
+        if self.training and self.config.pixel_fraction < 1:
+            n = context_x.shape[3] * context_x.shape[4]
+            pixels = torch.randperm(n, device=context_x.device)[
+                : max(1, round(n * self.config.pixel_fraction))
+            ]
+        return r, (self.evidence(context_x, context_v, query_v, depth_weights, pixels), pixels)
 
     def _fixed_inputs(self, r: torch.Tensor, query_v: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """[v_q, r] broadcast over the grid: (B, 7 + Cr, h, w)."""
@@ -378,32 +442,43 @@ class GQN(nn.Module):
             r = r.expand(-1, -1, *grid)  # pool and pyramid: one vector for the whole scene
         return torch.cat([query_v[:, :, None, None].expand(b, -1, *grid), r], 1)
 
+    def _observe(self, u: torch.Tensor, evidence: Evidence | None) -> torch.Tensor:
+        """The canvas u (B, Cu, H, W) -> the mean image (B, 3, H, W): η^g(u), blended with what the
+        context views saw (gqn/pixels.py) if the model reads them per pixel."""
+        # η^g is linear, as in the paper. A sigmoid here looks harmless but is not: pulling its
+        # output from 0.5 down to a black background makes Adam saturate every LSTM gate within
+        # ~100 steps, after which no gradient reaches r or z (tests/test_model.py overfits a batch).
+        g = self.observation(u)
+        return g if evidence is None else self.blend(g, u, *evidence)
+
     def _generate(
         self,
         r: torch.Tensor,
+        evidence: Evidence | None,
         query_v: torch.Tensor,
         image: tuple[int, int],
+        z_mode: str,
         query_x: torch.Tensor | None = None,
-        use_mean: bool = False,
         noise: torch.Tensor | None = None,
         trace: list[torch.Tensor] | None = None,
-        shadow: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Run the L steps; returns the mean image (B, 3, H, W) and the KL of each step [(B,)].
+        """Run the L steps; returns the mean image (B, 3, H, W) and the KL of each step [(B,)]
+        (empty for the prior's modes).
 
-        query_x: given, z comes from the posterior (which sees it) and the KLs are computed;
-        None, from the prior. use_mean: z is that distribution's mean instead of a draw.
-        shadow (with query_x): z is the prior's mean, and the posterior runs beside the generator
-        on detached inputs, its KL scored against the detached prior: the KL trains the inference
-        network alone, to agree with the prior, and nothing else.
+        z_mode: one of `Z_MODES`; the posterior's and "shadow" need query_x (B, 3, H, W).
         noise: the standard normal draws for z, (L, B, Cz, h, w); drawn from torch's RNG if None.
-        trace: if a list, η^g(u) after every step is appended to it (what the canvas shows so far).
+        trace: if a list, the mean image after every step is appended to it (the canvas so far).
         """
+        if z_mode not in Z_MODES:
+            raise GQNError(f"z_mode must be one of {', '.join(Z_MODES)}, got {z_mode!r}")
+        infer = z_mode in ("posterior", "posterior_mean", "shadow")
+        if infer and query_x is None:
+            raise GQNError(f"z_mode {z_mode!r} needs the query view")
+        shadow, use_mean = z_mode == "shadow", z_mode.endswith("_mean") or z_mode == "shadow"
         cfg = self.config
         b = r.shape[0]
         grid = (image[0] // SCALE, image[1] // SCALE)
         fixed = self._fixed_inputs(r, query_v, grid)
-        infer = query_x is not None
         h_g = r.new_zeros(b, cfg.h_channels, *grid)
         c_g = torch.zeros_like(h_g)
         u = r.new_zeros(b, cfg.u_channels, *image)
@@ -433,11 +508,8 @@ class GQN(nn.Module):
                 z = mean + std * eps
             h_g, c_g, u = gen(g_gates[core], z, h_g, c_g, u)
             if trace is not None:
-                trace.append(self.observation(u))
-        # η^g is linear, as in the paper. A sigmoid here looks harmless but is not: pulling its
-        # output from 0.5 down to a black background makes Adam saturate every LSTM gate within
-        # ~100 steps, after which no gradient reaches r or z (tests/test_model.py overfits a batch).
-        return self.observation(u), kls
+                trace.append(self._observe(u, evidence))
+        return self._observe(u, evidence), kls
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -462,16 +534,14 @@ class GQN(nn.Module):
         reconstruction through the posterior, detached. per_image: `loss`, `nll`, `kl` are (B,).
         deterministic: the mean image is the prior-mean prediction, regressed on the query by the
         representation and generation networks, while the inference network learns apart to agree
-        with the prior (`_generate`'s shadow): a deterministic warm-up, `gqn train
+        with the prior (z_mode "shadow"): a deterministic warm-up, `gqn train
         --deterministic-steps`. The KL it reports is that agreement, so when the ELBO takes over
         the posterior already sits on the prior. (Left untrained, the posterior met the ELBO with
         a KL near 900 nats, whose gradient wiped out 4,000 steps of learned views in 250.)
         """
-        r = self.represent(context_x, context_v, query_v)
-        if deterministic:
-            mean, kls = self._generate(r, query_v, query_x.shape[2:], query_x, use_mean=True, shadow=True)
-        else:
-            mean, kls = self._generate(r, query_v, query_x.shape[2:], query_x, noise=noise)
+        r, evidence = self._scene(context_x, context_v, query_v)
+        z_mode = "shadow" if deterministic else "posterior"
+        mean, kls = self._generate(r, evidence, query_v, query_x.shape[2:], z_mode, query_x, noise)
         nll = gaussian_nll(query_x, mean, sigma)
         kl_steps = torch.stack(kls, 1)  # (B, L)
         kl = kl_steps.sum(1)
@@ -501,8 +571,9 @@ class GQN(nn.Module):
         """A prediction of the query view (B, 3, H, W) in [0, 1]: z drawn from the prior at each
         step (under the torch RNG, so `torch.manual_seed` makes it repeatable, or from `noise`),
         or its mean with use_mean."""
-        r = self.represent(context_x, context_v, query_v)
-        return self._generate(r, query_v, context_x.shape[3:], use_mean=use_mean, noise=noise)[0].clamp(0, 1)
+        r, evidence = self._scene(context_x, context_v, query_v)
+        z_mode = "prior_mean" if use_mean else "prior"
+        return self._generate(r, evidence, query_v, context_x.shape[3:], z_mode, noise=noise)[0].clamp(0, 1)
 
     @torch.no_grad()
     def canvas_steps(
@@ -510,8 +581,8 @@ class GQN(nn.Module):
     ) -> torch.Tensor:
         """What the canvas shows after each generation step, z at the prior mean: (L, B, 3, H, W)."""
         trace: list[torch.Tensor] = []
-        r = self.represent(context_x, context_v, query_v)
-        self._generate(r, query_v, context_x.shape[3:], use_mean=True, trace=trace)
+        r, evidence = self._scene(context_x, context_v, query_v)
+        self._generate(r, evidence, query_v, context_x.shape[3:], "prior_mean", trace=trace)
         return torch.stack(trace).clamp(0, 1)
 
     @torch.no_grad()
@@ -524,8 +595,9 @@ class GQN(nn.Module):
         use_mean: bool = False,
     ) -> torch.Tensor:
         """The query view (B, 3, H, W) in [0, 1] through the posterior, which sees query_x."""
-        r = self.represent(context_x, context_v, query_v)
-        return self._generate(r, query_v, query_x.shape[2:], query_x, use_mean)[0].clamp(0, 1)
+        r, evidence = self._scene(context_x, context_v, query_v)
+        z_mode = "posterior_mean" if use_mean else "posterior"
+        return self._generate(r, evidence, query_v, query_x.shape[2:], z_mode, query_x)[0].clamp(0, 1)
 
     def _check(self, context_x: torch.Tensor, context_v: torch.Tensor) -> None:
         if context_x.dim() != 5 or context_x.shape[2] != X_CHANNELS:

@@ -2,10 +2,10 @@
 
 import json
 import math
-from dataclasses import replace
 
 import pytest
 import torch
+from conftest import tiny
 from torch import nn
 
 from gqn.checkpoint import available, load_pretrained, weights_path
@@ -14,8 +14,6 @@ from gqn.counts import count_flops, count_parameters
 from gqn.errors import GQNError
 from gqn.model import GQN, PRESETS, GQNConfig, gaussian_nll, kl_divergence
 from gqn.runtime import autocast
-
-TINY = PRESETS["tiny"]
 
 
 def inputs(b=2, k=3, size=32, seed=0):
@@ -31,7 +29,7 @@ def inputs(b=2, k=3, size=32, seed=0):
 @pytest.mark.parametrize("representation", ["tower", "pool", "pyramid", "epipolar"])
 @pytest.mark.parametrize("shared", [True, False])
 def test_output_shapes(representation, shared):
-    cfg = replace(TINY, representation=representation, shared_core=shared, L=3, fov=90.0, near=0.5, far=6.0)
+    cfg = tiny(representation=representation, shared_core=shared, L=3, fov=90.0, near=0.5, far=6.0)
     model = GQN(cfg)
     assert len(model.generation) == len(model.inference) == (1 if shared else 3)
     cx, cv, qx, qv = inputs(size=64)
@@ -46,14 +44,14 @@ def test_output_shapes(representation, shared):
 
 
 def test_representation_is_the_sum_over_context_views():
-    model = GQN(TINY)
+    model = GQN(tiny())
     cx, cv, _, _ = inputs(k=3)
     parts = [model.represent(cx[:, i : i + 1], cv[:, i : i + 1]) for i in range(3)]
     torch.testing.assert_close(model.represent(cx, cv), sum(parts))
 
 
 def test_any_context_size_and_128_pixels():
-    model = GQN(TINY)
+    model = GQN(tiny())
     for k in (1, 7):
         cx, cv, qx, qv = inputs(k=k, size=128)
         out = model(cx, cv, qx, qv, sigma=1.0)
@@ -62,7 +60,7 @@ def test_any_context_size_and_128_pixels():
 
 
 def test_bad_shapes_are_clear_errors():
-    model = GQN(TINY)
+    model = GQN(tiny())
     cx, cv, qx, qv = inputs(size=32)
     with pytest.raises(GQNError, match="multiples of 4"):
         model(cx[..., :30, :30], cv, qx[..., :30, :30], qv, 1.0)
@@ -74,7 +72,7 @@ def test_bad_shapes_are_clear_errors():
 
 @pytest.mark.parametrize("shared", [True, False])
 def test_every_parameter_gets_a_gradient(shared):
-    model = GQN(replace(TINY, shared_core=shared, L=3))
+    model = GQN(tiny(shared_core=shared, L=3))
     out = model(*inputs(), sigma=0.7)
     out["loss"].backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -103,7 +101,7 @@ def test_nll_constant_at_sigma_07_is_the_6909_floor():
 
 
 def test_loss_is_nll_plus_kl_and_kl_is_the_sum_of_steps():
-    out = GQN(replace(TINY, L=4))(*inputs(), sigma=0.7)
+    out = GQN(tiny(L=4))(*inputs(), sigma=0.7)
     torch.testing.assert_close(out["loss"], out["nll"] + out["kl"])
     torch.testing.assert_close(out["kl"], out["kl_steps"].sum())
     assert (out["kl_steps"] >= 0).all()
@@ -111,7 +109,7 @@ def test_loss_is_nll_plus_kl_and_kl_is_the_sum_of_steps():
 
 @pytest.mark.parametrize("shared", [True, False])
 def test_sampling_is_reproducible_under_a_seed(shared):
-    model = GQN(replace(TINY, shared_core=shared))
+    model = GQN(tiny(shared_core=shared))
     cx, cv, _, qv = inputs()
     torch.manual_seed(5)
     a = model.sample(cx, cv, qv)
@@ -126,7 +124,7 @@ def test_sampling_is_reproducible_under_a_seed(shared):
 def test_prior_at_test_time_comes_from_the_same_state_as_in_training():
     """Make the posterior return exactly the prior of the current generator state: then every KL
     is 0 and the posterior-mean reconstruction equals the prior-mean sample, bit for bit."""
-    model = GQN(replace(TINY, L=3))
+    model = GQN(tiny(L=3))
     gen, inf = model.generation[0], model.inference[0]
     last_prior = {}
     gen.prior.register_forward_hook(lambda m, args, out: last_prior.update(out=out))
@@ -154,7 +152,7 @@ def test_overfits_one_batch():
         x[i, :, i % 3, 4 + 2 * i : 20 + 2 * i, 6:22] = 1.0
     v = torch.rand(4, 3, 7)
     cx, cv, qx, qv = x[:, :2], v[:, :2], x[:, 2], v[:, 2]
-    model = GQN(replace(TINY, L=2))
+    model = GQN(tiny(L=2))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     constant = 3 * size * size * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
     history = []
@@ -170,7 +168,7 @@ def test_overfits_one_batch():
 
 
 def test_bf16_autocast_is_close_to_fp32():
-    model = GQN(TINY)
+    model = GQN(tiny())
     cx, cv, qx, qv = inputs()
     torch.manual_seed(0)
     full = model(cx, cv, qx, qv, sigma=0.7)
@@ -185,7 +183,7 @@ def test_bf16_autocast_is_close_to_fp32():
 
 
 def test_channels_last_gives_the_same_loss():
-    model = GQN(TINY)
+    model = GQN(tiny())
     cx, cv, qx, qv = inputs()
     torch.manual_seed(0)
     a = model(cx, cv, qx, qv, sigma=0.7)["loss"]
@@ -218,7 +216,7 @@ def test_config_presets_files_and_unknown_keys(tmp_path):
         get_config("huge")
     with pytest.raises(GQNError, match="representation 'cube'"):
         GQNConfig(representation="cube")
-    assert GQNConfig.from_dict(TINY.to_dict()) == TINY
+    assert GQNConfig.from_dict(tiny().to_dict()) == tiny()
 
 
 def test_a_config_file_may_be_shipped_weights_description():
@@ -229,7 +227,7 @@ def test_a_config_file_may_be_shipped_weights_description():
 
 
 def test_parameter_and_flop_counts():
-    model = GQN(TINY)
+    model = GQN(tiny())
     counts = count_parameters(model)
     assert counts["total"] == sum(p.numel() for p in model.parameters())
     # The observation network is one 1x1 convolution from 16 canvas channels to RGB.
@@ -243,7 +241,7 @@ def test_parameter_and_flop_counts():
 
 @pytest.mark.slow
 def test_works_under_torch_compile():
-    model = GQN(TINY)
+    model = GQN(tiny())
     cx, cv, qx, qv = inputs()
     compiled = torch.compile(model)
     torch.manual_seed(0)
@@ -257,17 +255,17 @@ def test_works_under_torch_compile():
 
 def test_deterministic_step_regresses_the_prior_mean_while_the_posterior_learns_the_prior():
     torch.manual_seed(0)
-    model = GQN(TINY)
+    model = GQN(tiny())
     cx, cv, qx, qv = inputs()
     out = model(cx, cv, qx, qv, sigma=0.7, deterministic=True)
     torch.testing.assert_close(out["mean"].clamp(0, 1), model.sample(cx, cv, qv, use_mean=True))
-    assert out["kl_steps"].shape == (TINY.L,) and out["kl"].item() > 0
+    assert out["kl_steps"].shape == (tiny().L,) and out["kl"].item() > 0
     out["loss"].backward()
     shadowed = {n: p.grad.clone() for n, p in model.named_parameters()}
     # Everything but the inference network learns what the prior-mean regression alone teaches it.
     model.zero_grad(set_to_none=True)
     r = model.represent(cx, cv, qv)
-    mean, _ = model._generate(r, qv, qx.shape[2:], use_mean=True)
+    mean, _ = model._generate(r, None, qv, qx.shape[2:], "prior_mean")
     gaussian_nll(qx, mean, 0.7).mean().backward()
     for name, p in model.named_parameters():
         if name.startswith("inference."):
@@ -282,7 +280,7 @@ def test_deterministic_warm_up_brings_the_posterior_onto_the_prior():
 
     def elbo_kl_after_warm_up(loss: str) -> float:
         torch.manual_seed(0)
-        model = GQN(TINY)
+        model = GQN(tiny())
         cx, cv, qx, qv = inputs()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         for _ in range(150):

@@ -1,0 +1,192 @@
+"""Pixel-level evidence: what the context views saw where each output pixel's ray meets the scene.
+
+The representation and the generator work on the H/4 x W/4 grid, so alone they must invent every
+edge. The context views hold the sharp colours at full resolution, and the cameras say exactly
+where each query pixel's ray lands in them. For every output pixel this module:
+
+  1. samples the pixel's ray at D depths between the scene's near and far bounds and projects
+     each point into every context view (`gqn.epipolar.gather`, at full resolution: colours and a
+     few learned features, read bilinearly);
+  2. at each depth, pools the views robustly: each view is weighed by how well it agrees with the
+     others there (an occluded view reads the occluder and disagrees) and by how nearly its ray
+     runs along the query's (IBRNet, Wang et al. 2021, weighs observed colours likewise); the pooled
+     features, their spread over the views and the fraction of views that see the point are scored;
+  3. a softmax over the D depths (attention along the ray, as the coarse epipolar representation
+     does per cell, whose own weights over depth enter as a prior) picks where the ray meets the
+     surface, and gives the pixel its evidence: the colour the views saw there, how much they
+     agree, how many saw it, the depth and how sure the choice is.
+
+`Blend` mixes that evidence into the generator's image: a per-pixel weight alpha (learned from the
+canvas u and the evidence) takes the copied colour where the views saw the point and agree, and
+the generator's where none did. The generator, inference network and ELBO stay the GQN's, so the
+latent z still carries what no context view saw: samples differ there and agree where the views
+are clear.
+
+Shapes: B batch, K context views, C pixel features (3 colours first), D depths along each ray,
+H x W the query's frame (the context views' too), P = D H W points.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gqn.cameras import axes, rays
+from gqn.epipolar import X_CHANNELS, gather
+from gqn.errors import GQNError
+
+SCORE_HIDDEN = 32  # hidden units of the per-depth score
+BLEND_HIDDEN = 32  # channels of the blend's hidden layer
+
+
+class PixelEvidence(nn.Module):
+    """context views and cameras, query camera -> evidence (B, C + 4, N) for N of its pixels."""
+
+    def __init__(self, channels: int, fov: float, near: float, far: float, depths: int):
+        super().__init__()
+        self.fov, self.near, self.far, self.depths = fov, near, far, depths
+        self.encoder = nn.Sequential(
+            nn.Conv2d(X_CHANNELS, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels - X_CHANNELS, 3, padding=1),
+        )
+        pooled = 2 * channels + 3  # pooled features, their spread, fraction seen, depth, prior
+        self.score = nn.Sequential(nn.Linear(pooled, SCORE_HIDDEN), nn.ReLU(), nn.Linear(SCORE_HIDDEN, 1))
+        # Each view's weight at a point: exp(-agreement * its squared distance from the mean of the
+        # views + facing * cos(the angle between its ray and the query's)), over the views that see it.
+        self.agreement = nn.Parameter(torch.tensor(1.0))
+        self.facing = nn.Parameter(torch.tensor(0.0))
+
+    @property
+    def channels(self) -> int:
+        """C + 4: the evidence's channels (`forward`)."""
+        return self.encoder[-1].out_channels + X_CHANNELS + 4
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, 3, H, W) -> (N, C, H, W): the colours, then learned features."""
+        return torch.cat([x.to(self.encoder[0].weight.dtype), self.encoder(x)], 1)
+
+    def forward(
+        self,
+        context_x: torch.Tensor,
+        context_v: torch.Tensor,
+        query_v: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        pixels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """context_x (B, K, 3, H, W), context_v (B, K, 7), query_v (B, 7), prior (B, D', h, w) the
+        coarse weights over D' depths of each cell of the generation grid, or None; pixels (N,)
+        indices into the query's H W pixels (row-major), None for all of them ->
+        evidence (B, C + 4, N): the colour and features the views saw where the ray meets the
+        scene (C), their colours' spread over the views (1), the fraction of views that saw it (1),
+        its depth from near (0) to far (1) (1), and the largest weight over depth (1)."""
+        b, k, _, height, width = context_x.shape
+        if height != width:
+            raise GQNError(f"pixel evidence needs square frames, got {width}x{height}")
+        d = self.depths
+        features = self.encode(context_x.flatten(0, 1)).unflatten(0, (b, k)).float()  # (B, K, C, H, W)
+        origin, direction = rays(query_v.float(), height, self.fov)  # (B, 3), (B, H, W, 3)
+        direction = direction.flatten(1, 2)  # (B, HW, 3)
+        if pixels is not None:
+            direction = direction[:, pixels]  # (B, N, 3)
+        n = direction.shape[1]
+        depth = torch.linspace(self.near, self.far, d, device=query_v.device)  # (D,)
+        points = (origin[:, None, None] + depth[:, None, None] * direction[:, None]).flatten(
+            1, 2
+        )  # (B, P, 3)
+        values, seen = gather(features, context_v.float(), points, self.fov)  # (B, K, C, P), (B, K, P)
+        count = seen.sum(1)  # (B, P)
+
+        toward_query = F.normalize(points - origin[:, None], dim=-1)  # (B, P, 3)
+        toward_view = F.normalize(points[:, None] - axes(context_v.float())[0][:, :, None], dim=-1)
+        facing = (toward_view * toward_query[:, None]).sum(-1)  # (B, K, P)
+        pooled, spread = pool_views(values, seen, facing, F.softplus(self.agreement), self.facing)
+
+        # Attention along each pixel's ray (step 3).
+        rel_depth = (
+            ((depth - self.near) / (self.far - self.near)).repeat_interleave(n).expand(b, -1)
+        )  # (B, P)
+        prior_logits = 0 * rel_depth if prior is None else self._prior(prior, height, pixels).flatten(1)
+        inputs = torch.cat([pooled, spread, torch.stack([count / k, rel_depth, prior_logits], 1)], 1)
+        scores = self.score(inputs.transpose(1, 2))[..., 0] + prior_logits  # (B, P)
+        weights = scores.view(b, d, n).softmax(1)  # (B, D, N)
+
+        per_depth = torch.cat(
+            [pooled, spread[:, :X_CHANNELS].mean(1, keepdim=True), (count / k)[:, None], rel_depth[:, None]],
+            1,
+        ).view(b, -1, d, n)  # (B, C + 3, D, N)
+        evidence = torch.einsum("bdn,bcdn->bcn", weights, per_depth)  # (B, C + 3, N)
+        return torch.cat([evidence, weights.amax(1, keepdim=True)], 1)
+
+    def _prior(self, prior: torch.Tensor, size: int, pixels: torch.Tensor | None) -> torch.Tensor:
+        """The coarse weights over depth (B, D', h, w) -> their log at this module's D depths for
+        each pixel (B, D, N): bilinear over the grid (cell centres), linear along the ray."""
+        b, coarse = prior.shape[:2]
+        fine = F.interpolate(prior.float(), size=(size, size), mode="bilinear", align_corners=False)
+        fine = fine.flatten(2)  # (B, D', HW)
+        if pixels is not None:
+            fine = fine[:, :, pixels]
+        n = fine.shape[2]
+        fine = F.interpolate(
+            fine.transpose(1, 2).reshape(b * n, 1, coarse),
+            size=self.depths,
+            mode="linear",
+            align_corners=True,  # both depth grids run from near to far inclusive
+        )
+        return (fine.view(b, n, self.depths).transpose(1, 2) * coarse).clamp_min(1e-4).log()  # 0: uniform
+
+
+def pool_views(
+    values: torch.Tensor,
+    seen: torch.Tensor,
+    facing: torch.Tensor,
+    agreement: torch.Tensor | float,
+    facing_weight: torch.Tensor | float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pool what K views read at P points, robustly (step 2).
+
+    values (B, K, C, P) (zero where unseen), seen (B, K, P) in {0, 1}, facing (B, K, P) the cosine
+    between each view's ray to the point and the query's -> pooled (B, C, P), the views weighed by
+    softmax(facing_weight * facing - agreement * |value - mean of the views|^2) over those that see
+    the point (zero where none does), and spread (B, C, P), the views' standard deviation.
+    """
+    count = seen.sum(1).clamp_min(1)[:, None]  # (B, 1, P)
+    mean = values.sum(1) / count  # (B, C, P)
+    deviation = (values - mean[:, None]).square_().mul_(seen[:, :, None])  # (B, K, C, P)
+    spread = deviation.sum(1).div_(count).add_(1e-6).sqrt_()
+    logits = facing_weight * facing - agreement * deviation.sum(2)  # (B, K, P)
+    weights = logits.masked_fill(seen == 0, -1e4).softmax(1) * seen
+    return torch.einsum("bkp,bkcp->bcp", weights, values), spread
+
+
+class Blend(nn.Module):
+    """The generator's image and the pixel evidence -> the mean image: alpha copies what the views saw.
+
+    mean = g + alpha (copied - g) at each pixel, alpha in [0, 1] from that pixel's canvas u and
+    evidence; alpha is 0 where no context view sees any point of the pixel's ray, so there the
+    image is the generator's alone. Per pixel, so that training may read a subset of pixels.
+    """
+
+    def __init__(self, u_channels: int, evidence_channels: int):
+        super().__init__()
+        self.alpha = nn.Sequential(
+            nn.Linear(u_channels + evidence_channels, BLEND_HIDDEN), nn.ReLU(), nn.Linear(BLEND_HIDDEN, 1)
+        )
+
+    def forward(
+        self, g: torch.Tensor, u: torch.Tensor, evidence: torch.Tensor, pixels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """g (B, 3, H, W) the generator's image, u (B, Cu, H, W) its canvas, evidence (B, E, N) of
+        the pixels (N,) (`PixelEvidence`; None: all H W) -> the mean image (B, 3, H, W), the
+        generator's own at the pixels not given."""
+        g_flat, u_flat = g.flatten(2), u.flatten(2)
+        if pixels is not None:
+            g_flat, u_flat = g_flat[:, :, pixels], u_flat[:, :, pixels]
+        copied, seen = evidence[:, :X_CHANNELS].to(g.dtype), evidence[:, -3:-2]
+        inputs = torch.cat([u_flat, evidence.to(u.dtype)], 1).transpose(1, 2)  # (B, N, Cu + E)
+        alpha = torch.sigmoid(self.alpha(inputs)).transpose(1, 2) * (seen > 0)  # (B, 1, N)
+        blended = g_flat + alpha * (copied - g_flat)
+        if pixels is None:
+            return blended.view_as(g)
+        return g.flatten(2).index_copy(2, pixels, blended).view_as(g)

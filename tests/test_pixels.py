@@ -1,0 +1,99 @@
+"""Pixel-level evidence: what the context views saw along each output pixel's ray, and its blend."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny
+
+from gqn.cameras import sphere_cameras
+from gqn.data import viewpoints
+from gqn.model import GQN
+from gqn.pixels import Blend, PixelEvidence, pool_views
+
+FOV, NEAR, FAR = 100.0, 0.8, 5.9
+
+
+def cameras(n: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return viewpoints(
+        torch.from_numpy(sphere_cameras(rng.uniform(0, 2 * np.pi, n), rng.uniform(-1, 1, n), 10 / 3))
+    )
+
+
+def test_a_query_at_a_context_camera_reads_that_views_own_pixels():
+    # Every point of a pixel's ray lands on that pixel's centre in a view from the same camera, so
+    # whatever depth the (untrained) attention picks, the colour it reads is the pixel's own.
+    evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=6)
+    x = torch.rand(2, 1, 3, 16, 16)
+    v = cameras(2, 0)
+    out = evidence(x, v[:, None], v).view(2, -1, 16, 16)
+    torch.testing.assert_close(out[:, :3], x[:, 0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[:, -3], torch.ones(2, 16, 16))  # the one view sees every point
+
+
+def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels():
+    torch.manual_seed(0)
+    evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=5)
+    x, v = torch.rand(2, 3, 3, 16, 16), cameras(8, 1).view(2, 4, 7)
+    prior = torch.rand(2, 7, 4, 4).softmax(1)
+    pixels = torch.tensor([0, 17, 100, 255])
+    every = evidence(x, v[:, :3], v[:, 3], prior)
+    torch.testing.assert_close(evidence(x, v[:, :3], v[:, 3], prior, pixels), every[:, :, pixels])
+
+
+def test_views_that_agree_outvote_one_that_does_not():
+    # Two views read red at a point, an occluded third reads blue: the pooled colour is nearly red,
+    # where the plain mean is a third blue; a view that sees nothing has no say at all.
+    red, blue = [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]
+    values = torch.tensor([red, red, blue, blue])[None, :, :, None]  # (B=1, K=4, C=3, P=1)
+    seen = torch.tensor([[[1.0], [1.0], [1.0], [0.0]]])
+    pooled, spread = pool_views(values * seen[:, :, None], seen, torch.zeros(1, 4, 1), 4.0, 0.0)
+    assert pooled[0, 0, 0] > 0.95 and pooled[0, 2, 0] < 0.05
+    assert spread[0, 2, 0].item() == pytest.approx((2 / 9) ** 0.5, abs=1e-3)  # std of (0, 0, 1)
+    # With no agreement term the views are weighed by how nearly they face the query's ray.
+    facing = torch.tensor([[[0.0], [0.0], [3.0], [9.0]]])
+    pooled, _ = pool_views(values * seen[:, :, None], seen, facing, 0.0, 1.0)
+    assert pooled[0, 2, 0] > 0.9
+
+
+def test_where_no_view_sees_the_image_is_the_generators_alone():
+    torch.manual_seed(0)
+    blend = Blend(4, 12)
+    g, u = torch.rand(1, 3, 4, 4), torch.rand(1, 4, 4, 4)
+    evidence = torch.rand(1, 12, 16)
+    evidence[:, -3, :8] = 0  # the first 8 pixels: no view sees any point of their rays
+    out = blend(g, u, evidence).flatten(2)
+    torch.testing.assert_close(out[:, :, :8], g.flatten(2)[:, :, :8])
+    assert (out[:, :, 8:] - g.flatten(2)[:, :, 8:]).abs().min() > 0
+    # Given a subset of pixels, the rest are the generator's.
+    pixels = torch.tensor([9, 3])
+    out = blend(g, u, evidence[:, :, pixels], pixels).flatten(2)
+    torch.testing.assert_close(out[:, :, [0, 1, 2, 4, 5]], g.flatten(2)[:, :, [0, 1, 2, 4, 5]])
+    assert (out[:, :, 9] - g.flatten(2)[:, :, 9]).abs().min() > 0
+
+
+def sharp(**fields):
+    return GQN(tiny(representation="epipolar", fov=FOV, near=NEAR, far=FAR, pixel_depths=4, **fields))
+
+
+def test_training_reads_a_share_of_the_pixels_and_prediction_reads_them_all():
+    torch.manual_seed(0)
+    model = sharp(pixel_fraction=0.25)
+    x, v = torch.rand(2, 4, 3, 16, 16), cameras(8, 2).view(2, 4, 7)
+    cx, cv, qx, qv = x[:, :3], v[:, :3], x[:, 3], v[:, 3]
+    _, (_, pixels) = model._scene(cx, cv, qv)
+    assert pixels.shape == (64,) and len(set(pixels.tolist())) == 64
+    model.eval()
+    assert model._scene(cx, cv, qv)[1][1] is None
+    out = model(cx, cv, qx, qv, sigma=0.7)
+    assert torch.isfinite(out["loss"]) and out["mean"].shape == (2, 3, 16, 16)
+
+
+def test_the_pixel_evidence_learns_with_the_rest():
+    torch.manual_seed(0)
+    model = sharp()
+    x, v = torch.rand(2, 4, 3, 16, 16), cameras(8, 3).view(2, 4, 7)
+    model(x[:, :3], v[:, :3], x[:, 3], v[:, 3], sigma=0.7)["loss"].backward()
+    for name, p in model.named_parameters():
+        if name.startswith(("evidence.", "blend.")):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name

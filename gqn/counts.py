@@ -3,6 +3,7 @@
 gqn model --config paper
 gqn model --config small --context 3
 gqn model --config epipolar --dataset rooms_ring_camera
+gqn model --config sharp
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def count_parameters(model: GQN) -> dict[str, int]:
         "inference": model.inference,
         "observation": model.observation,
     }
+    if model.config.pixel_depths:
+        parts["pixel evidence"] = torch.nn.ModuleList([model.evidence, model.blend])
     counts = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
     counts["total"] = sum(counts.values())
     return counts
@@ -60,13 +63,15 @@ def add_parser(sub) -> None:
         "examples:\n  gqn model --config paper\n  gqn model --config small --context 3",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--config", default="small", help="preset (paper, small, tiny, epipolar) or a .json file")
+    p.add_argument(
+        "--config", default="small", help="preset (paper, small, tiny, epipolar, sharp) or a .json file"
+    )
     p.add_argument("--context", type=int, default=5, help="context views for the FLOP count")
     p.add_argument("--image-size", type=int, default=None, help="frame size (default: the config's)")
     p.add_argument(
         "--dataset",
         default="shepard_metzler_5_parts",
-        help="whose cameras (field of view, depth bounds) an epipolar config without them takes",
+        help="whose cameras (field of view, depth bounds) an epipolar or sharp config without them takes",
     )
     p.set_defaults(run=run)
 

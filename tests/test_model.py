@@ -237,6 +237,13 @@ def test_parameter_and_flop_counts():
     assert 2.5 < flops["train"] / flops["forward"] < 3.5
     # The representation's first convolution alone: 3 -> 16 channels, 2x2, on a 16x16 output.
     assert flops["forward"] > 2 * 16 * 16 * 16 * 3 * 4
+    # Pixel evidence is counted as a network of its own, and the total still holds every parameter.
+    sharp = GQN(tiny(representation="epipolar", fov=90.0, near=0.5, far=6.0, pixel_depths=4))
+    counts = count_parameters(sharp)
+    assert counts["total"] == sum(p.numel() for p in sharp.parameters())
+    assert counts["pixel evidence"] == sum(
+        p.numel() for p in [*sharp.evidence.parameters(), *sharp.blend.parameters()]
+    )
 
 
 @pytest.mark.slow

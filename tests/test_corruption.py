@@ -9,7 +9,7 @@ from conftest import make_dataset, random_scene
 
 from gqn.cli import main
 from gqn.data import SceneDataset, read_scenes, write_scenes
-from gqn.data.tfrecord import encode_example, frame_record
+from gqn.data.tfrecord import decode_example, encode_example, frame_record, read_records
 from gqn.errors import DataError
 
 
@@ -37,6 +37,15 @@ def test_data_crc_mismatch_names_file_and_offset(tmp_path):
         DataError, match=rf"f\.tfrecord at byte {offsets[1]}: corrupt record: data CRC mismatch"
     ):
         list(read_scenes(path))
+
+
+def test_bad_header_crc_names_offset(tmp_path):
+    blob = bytearray(frame_record(b"abc") + frame_record(b"def"))
+    blob[19 + 9] ^= 1  # the second record's length CRC
+    path = tmp_path / "bad.tfrecord"
+    path.write_bytes(bytes(blob))
+    with open(path, "rb") as f, pytest.raises(DataError, match=r"at byte 19: corrupt record header"):
+        list(read_records(f, str(path)))
 
 
 def test_skip_corrupt_reports_how_many(tmp_path):
@@ -117,6 +126,13 @@ def test_not_a_protobuf(tmp_path):
     path = raw_record_file(tmp_path / "f.tfrecord", [b"\x0a\x7fshort"])
     with pytest.raises(DataError, match=r"at byte 0: record is not a tf.train.Example"):
         list(read_scenes(path))
+
+
+def test_decoder_rejects_a_truncated_message():
+    # The decoder says what is wrong; its callers add the file and offset (test_not_a_protobuf).
+    message = encode_example({"frames": [b"abc"], "cameras": np.zeros(5, np.float32)})
+    with pytest.raises(ValueError):
+        decode_example(message[:-3])
 
 
 def test_empty_split_folder(tmp_path):

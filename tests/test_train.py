@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_dataset
+from conftest import free_port, make_dataset
 
 import gqn.checkpoint
 from gqn.checkpoint import load_checkpoint, save_checkpoint
@@ -322,7 +322,7 @@ def test_two_process_ddp_equals_one_process(data, tmp_path, steps):
         "--nproc-per-node",
         "2",
         "--master-port",
-        "29517",
+        str(free_port()),
         "-m",
         "gqn",
     ]

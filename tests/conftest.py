@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gqn.data import Scene, write_scenes
+from gqn.data.table import file_name
 from gqn.model import PRESETS, GQNConfig
 
 # DeepMind's real scene, kept in the repository: the tests need nothing beside it.
@@ -47,10 +48,9 @@ def make_dataset(
     for split, n in zip(("train", "test"), files):
         folder = Path(root) / name / split
         folder.mkdir(parents=True, exist_ok=True)
-        digits = len(str(n))
         for i in range(1, n + 1):
             scenes = [random_scene(rng, views, size) for _ in range(scenes_per_file)]
-            write_scenes(folder / f"{i:0{digits}d}-of-{n:0{digits}d}.tfrecord", scenes)
+            write_scenes(folder / file_name(i, n), scenes)
     return Path(root) / name
 
 

@@ -45,8 +45,7 @@ class DatasetInfo:
         n = self.files(split)
         if not 1 <= i <= n:
             raise GQNError(f"{self.name}/{split} has files 1..{n}, not {i}")
-        digits = len(str(n))
-        return f"{i:0{digits}d}-of-{n:0{digits}d}.tfrecord"
+        return file_name(i, n)
 
     def file_names(self, split: str) -> list[str]:
         return [self.file_name(split, i) for i in range(1, self.files(split) + 1)]
@@ -88,6 +87,12 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise GQNError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     return split
+
+
+def file_name(i: int, n: int) -> str:
+    """Name of file i (from 1) of a set of n, `i-of-n.tfrecord` with both padded to n's digits."""
+    digits = len(str(n))
+    return f"{i:0{digits}d}-of-{n:0{digits}d}.tfrecord"
 
 
 def parse_file_name(name: str) -> tuple[int, int] | None:

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gqn.data.scenes import EncodedScene, encode_jpeg, write_scenes
-from gqn.data.table import get_dataset
+from gqn.data.table import file_name, get_dataset
 from gqn.errors import GQNError
 
 # Which family renders which dataset, and how: (module, class, keyword arguments).
@@ -133,7 +133,6 @@ def synthesize(
             folder = Path(root) / info.name / split
             folder.mkdir(parents=True, exist_ok=True)
             n_files = math.ceil(n / scenes_per_file)
-            digits = len(str(n_files))
             tasks = [(seed, split, s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
             rendered = pool.imap(_render, tasks)  # in order, CHUNK scenes at a time
             pending: list[EncodedScene] = []
@@ -143,7 +142,7 @@ def synthesize(
                     chunk = next(rendered)
                     pending += chunk
                     bar.update(len(chunk))
-                path = folder / f"{f + 1:0{digits}d}-of-{n_files:0{digits}d}.tfrecord"
+                path = folder / file_name(f + 1, n_files)
                 write_scenes(path, pending[:want])
                 pending = pending[want:]
                 total_bytes += path.stat().st_size

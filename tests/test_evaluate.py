@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset, train_tiny
+from conftest import TRAINED_STEPS, make_dataset, train_tiny
 from PIL import Image
 
 from gqn.cameras import viewpoints
@@ -19,13 +19,8 @@ from gqn.data import SceneDataset
 from gqn.errors import GQNError
 from gqn.metrics import PSNR_CAP, mse, psnr, ssim, view_scores
 from gqn.novel_views import predict
+from gqn.schedules import sigma_at
 from gqn.scoring import evaluate, nearest_view, view_orders
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny model trained for 3 steps, and its data."""
-    return train_tiny(tmp_path_factory.mktemp("eval"), scenes_per_file=12)
 
 
 def test_metrics_known_answers():
@@ -64,10 +59,10 @@ def test_nearest_view_baseline_picks_the_closest_direction():
     assert nearest_view(context_x, cams, query).flatten().unique().tolist() == [1.0]
 
 
-def test_eval_is_reproducible_and_has_every_number(trained):
-    data, run = trained
+def test_eval_is_reproducible_and_has_every_number(trained_tiny):
+    data, run = trained_tiny
     model, loaded = load_model(run)
-    assert loaded.step == 3 and loaded.sigma == pytest.approx(2.0, abs=1e-4)
+    assert loaded.step == TRAINED_STEPS and loaded.sigma == pytest.approx(sigma_at(TRAINED_STEPS), abs=1e-4)
     ds = SceneDataset(data, split="test")
     a = evaluate(model, ds, scenes=8, contexts=(1, 3), samples=2, sigma=0.7, batch_size=3)
     assert json.dumps(a) == json.dumps(
@@ -108,8 +103,8 @@ def cli(command: str) -> int:
     return main(command.split())
 
 
-def test_cli_eval_render_and_orbit_write_their_files(trained, tmp_path, capsys):
-    data, run = trained
+def test_cli_eval_render_and_orbit_write_their_files(trained_tiny, tmp_path, capsys):
+    data, run = trained_tiny
     assert cli(f"eval {run} --data {data} --scenes 6 --context 1,2 --out {tmp_path}/e.json") == 0
     out = capsys.readouterr().out
     assert "prior_mean" in out and "nearest_view *" in out
@@ -125,8 +120,8 @@ def test_cli_eval_render_and_orbit_write_their_files(trained, tmp_path, capsys):
     assert gif.n_frames == 36 and gif.size == (128, 128)
 
 
-def test_the_grids_samples_follow_their_seed_and_leave_torchs_rng_alone(trained):
-    data, run = trained
+def test_the_grids_samples_follow_their_seed_and_leave_torchs_rng_alone(trained_tiny):
+    data, run = trained_tiny
     model, _ = load_model(run)
     scene = SceneDataset(data, split="test")[2]
     torch.manual_seed(123)
@@ -139,8 +134,8 @@ def test_the_grids_samples_follow_their_seed_and_leave_torchs_rng_alone(trained)
     assert not torch.equal(b["samples"], c["samples"]) and not torch.equal(a["samples"][0], a["samples"][1])
 
 
-def test_render_from_a_folder_of_own_images(trained, tmp_path):
-    data, run = trained
+def test_render_from_a_folder_of_own_images(trained_tiny, tmp_path):
+    data, run = trained_tiny
     scene = SceneDataset(data, split="test")[0]
     folder = tmp_path / "mine"
     folder.mkdir()
@@ -176,8 +171,8 @@ def main_raise(argv):
     return args.run(args)
 
 
-def test_bad_inputs_are_one_line_errors(trained, capsys):
-    data, run = trained
+def test_bad_inputs_are_one_line_errors(trained_tiny, capsys):
+    data, run = trained_tiny
     assert main(["render", str(run), "--data", data, "--scene", "99", "--out", "/tmp/never.png"]) == 1
     assert "--scene 99: shepard_metzler_5_parts/test has scenes 0..11" in capsys.readouterr().err
     assert main(["eval", str(run), "--data", data, "--context", "1,x"]) == 1
@@ -196,10 +191,10 @@ def test_distance_ratio_known_answer():
     assert out["ratio"] == pytest.approx(1 / between)
 
 
-def test_prune_zeroes_the_smallest_weights(trained):
+def test_prune_zeroes_the_smallest_weights(trained_tiny):
     from gqn.analyze import prune
 
-    model, _ = load_model(trained[1])
+    model, _ = load_model(trained_tiny[1])
     weights = torch.cat([p.detach().abs().flatten() for p in model.parameters() if p.dim() > 1])
     pruned = prune(model, 0.3)
     after = torch.cat([p.detach().abs().flatten() for p in pruned.parameters() if p.dim() > 1])
@@ -211,10 +206,10 @@ def test_prune_zeroes_the_smallest_weights(trained):
     assert all(torch.equal(a, b) for a, b in zip([p for p in model.parameters() if p.dim() == 1], biases))
 
 
-def test_analyze_writes_every_study(trained, tmp_path, capsys):
+def test_analyze_writes_every_study(trained_tiny, tmp_path, capsys):
     from gqn.analyze import representations
 
-    data, run = trained
+    data, run = trained_tiny
     assert (
         main(
             [
@@ -278,8 +273,8 @@ def test_view_scores_blind_truth_and_swapped():
     assert ident == 1.0 and gain == pytest.approx((db.diagonal().mean() - db[off].mean()).item(), rel=1e-5)
 
 
-def test_eval_reports_view_metrics_of_the_model_and_the_nearest_view(trained):
-    data, run = trained
+def test_eval_reports_view_metrics_of_the_model_and_the_nearest_view(trained_tiny):
+    data, run = trained_tiny
     model, _ = load_model(run)
     ds = SceneDataset(data, split="test")
     r = evaluate(model, ds, scenes=4, contexts=(1, 3), samples=0, sigma=0.7)["results"]["3"]["views"]
@@ -307,8 +302,8 @@ def test_the_default_scenes_shrink_to_what_the_data_has(reference_file, tmp_path
     assert "--scenes 2: shepard_metzler_5_parts/test has 1 scenes" in capsys.readouterr().err
 
 
-def test_the_output_format_follows_the_extension(trained, tmp_path, capsys):
-    data, run = trained
+def test_the_output_format_follows_the_extension(trained_tiny, tmp_path, capsys):
+    data, run = trained_tiny
     assert cli(f"render {run} --data {data} --orbit --frames 4 --out {tmp_path}/o.png") == 0
     orbit = Image.open(tmp_path / "o.png")
     assert (orbit.format, orbit.n_frames) == ("PNG", 4)  # an animated PNG, not GIF bytes

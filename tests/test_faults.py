@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset, random_scene, train_tiny
+from conftest import make_dataset, random_scene, tiny_training
 
 from gqn.checkpoint import load_checkpoint, load_model, load_weights, save_checkpoint
 from gqn.cli import main
@@ -33,15 +33,9 @@ from gqn.runlog import RunLog, read_metrics
 from gqn.train import TrainConfig, train
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny model trained for 3 steps, and its data: (data folder, run folder)."""
-    return train_tiny(tmp_path_factory.mktemp("faults"), scenes_per_file=8)
-
-
-def tiny(data, run_dir, **kw) -> TrainConfig:
-    base = dict(config="tiny", batch_size=4, max_steps=6, log_every=1, eval_every=0, workers=0)
-    return TrainConfig(data=str(data), run_dir=str(run_dir), **{**base, **kw})
+def short_run(data, run_dir, **kw) -> TrainConfig:
+    """conftest's tiny_training, for 6 steps with a metric record at each."""
+    return tiny_training(data, run_dir, **{"max_steps": 6, "log_every": 1, **kw})
 
 
 def one_line_error(argv, capsys) -> str:
@@ -129,8 +123,8 @@ def test_a_non_finite_camera_is_an_error_naming_the_record(tmp_path, capsys):
     assert out.splitlines()[-1].endswith("2 problem(s)")
 
 
-def test_eval_of_a_nan_camera_scene_names_it_instead_of_scoring_it(trained, tmp_path, capsys):
-    _, run = trained
+def test_eval_of_a_nan_camera_scene_names_it_instead_of_scoring_it(trained_tiny, tmp_path, capsys):
+    _, run = trained_tiny
     bad = make_dataset(tmp_path, files=(1, 1), scenes_per_file=6)
     path = bad / "test" / "1-of-1.tfrecord"
     offsets = write_scene_with_cameras(path, {4: np.array([0, 0, 0, np.nan, 0])}, scenes=6, views=15)
@@ -140,12 +134,12 @@ def test_eval_of_a_nan_camera_scene_names_it_instead_of_scoring_it(trained, tmp_
     assert not out.exists()
 
 
-def test_weights_holding_nan_are_refused(trained, tmp_path):
+def test_weights_holding_nan_are_refused(trained_tiny, tmp_path):
     from safetensors.torch import load_file
 
     from gqn.checkpoint import save_weights
 
-    _, run = trained
+    _, run = trained_tiny
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     name = next(iter(state["model"]))
     state["model"][name][(0,) * state["model"][name].dim()] = float("nan")
@@ -163,8 +157,8 @@ def test_weights_holding_nan_are_refused(trained, tmp_path):
         load_weights(tmp_path / "nan" / "tiny.safetensors")
 
 
-def test_render_of_own_views_with_a_nan_camera_says_which(trained, tmp_path, capsys):
-    _, run = trained
+def test_render_of_own_views_with_a_nan_camera_says_which(trained_tiny, tmp_path, capsys):
+    _, run = trained_tiny
     scene = random_scene(np.random.default_rng(0), views=3, size=64)
     from PIL import Image
 
@@ -262,12 +256,12 @@ class Tmpfs:
 def test_a_torn_last_line_blocks_neither_resume_nor_plot(tmp_path, capsys):
     data = make_dataset(tmp_path / "d", files=(1, 1), scenes_per_file=8)
     run = tmp_path / "run"
-    train(tiny(data, run, max_steps=3, checkpoint_every=3))
+    train(short_run(data, run, max_steps=3, checkpoint_every=3))
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"step": 4, "split": "train", "lo')  # the write a full disk cut short
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
     assert main(["plot", str(run), "--out", str(tmp_path / "curves.png")]) == 0
-    train(tiny(data, run, max_steps=5, checkpoint_every=3, resume="auto"))
+    train(short_run(data, run, max_steps=5, checkpoint_every=3, resume="auto"))
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4, 5]
     assert (run / "metrics.jsonl").read_text().endswith("}\n")
     damaged = run / "metrics.jsonl"
@@ -326,14 +320,16 @@ def test_a_corrupt_record_saves_says_the_step_and_record_and_skip_corrupt_goes_o
     offset = corrupt(path, scene)
     run = tmp_path / "run"
     with pytest.raises(GQNError) as e:
-        train(tiny(data, run, max_steps=6, checkpoint_every=100, workers=workers))
+        train(short_run(data, run, max_steps=6, checkpoint_every=100, workers=workers))
     assert str(e.value) == (
         f"{path} at byte {offset}: corrupt record: data CRC mismatch (a scene of the batch of step 2); "
         f"saved {run}/checkpoints/step-00000001.pt; --resume {run} --skip-corrupt goes on, each corrupt "
         "scene replaced by the next sound one"
     )
     with pytest.warns(UserWarning, match=f"skipping corrupt scene {scene}"):
-        result = train(tiny(data, run, max_steps=6, checkpoint_every=100, resume=str(run), skip_corrupt=True))
+        result = train(
+            short_run(data, run, max_steps=6, checkpoint_every=100, resume=str(run), skip_corrupt=True)
+        )
     assert result.step == 6 and [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4, 5, 6]
 
 
@@ -382,15 +378,15 @@ TRAIN_FLAGS = [
 
 
 @pytest.mark.parametrize("flags, message", TRAIN_FLAGS, ids=[f for f, _ in TRAIN_FLAGS])
-def test_bad_train_flags(trained, flags, message, capsys):
-    data, _ = trained
+def test_bad_train_flags(trained_tiny, flags, message, capsys):
+    data, _ = trained_tiny
     err = one_line_error(["train", "--data", data, "--config", "tiny", *flags.split()], capsys)
     assert err == f"gqn: error: {message}\n"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")
-def test_device_cuda_without_a_gpu(trained, tmp_path, capsys):
-    data, _ = trained
+def test_device_cuda_without_a_gpu(trained_tiny, tmp_path, capsys):
+    data, _ = trained_tiny
     err = one_line_error(["train", "--data", data, "--run-dir", str(tmp_path), "--device", "cuda"], capsys)
     assert err == "gqn: error: --device cuda: torch sees no CUDA device here; use --device cpu, or auto\n"
 
@@ -407,8 +403,8 @@ CONFIG_FILES = [
 
 
 @pytest.mark.parametrize("content, message", CONFIG_FILES, ids=[json.dumps(c)[:32] for c, _ in CONFIG_FILES])
-def test_bad_config_files(trained, tmp_path, content, message, capsys):
-    data, _ = trained
+def test_bad_config_files(trained_tiny, tmp_path, content, message, capsys):
+    data, _ = trained_tiny
     (tmp_path / "c.json").write_text(json.dumps(content))
     err = one_line_error(["train", "--data", data, "--config", str(tmp_path / "c.json")], capsys)
     assert err == f"gqn: error: {tmp_path}/{message}\n"
@@ -423,14 +419,14 @@ EVAL_FLAGS = [
 
 
 @pytest.mark.parametrize("flags, message", EVAL_FLAGS, ids=[f for f, _ in EVAL_FLAGS])
-def test_bad_eval_flags(trained, tmp_path, flags, message, capsys):
-    data, run = trained
+def test_bad_eval_flags(trained_tiny, tmp_path, flags, message, capsys):
+    data, run = trained_tiny
     argv = ["eval", str(run), "--data", data, "--out", str(tmp_path / "e.json"), *flags.split()]
     assert one_line_error(argv, capsys) == f"gqn: error: {message}\n"
 
 
-def test_checkpoints_lacking_what_a_verb_needs(trained, tmp_path, capsys):
-    data, run = trained
+def test_checkpoints_lacking_what_a_verb_needs(trained_tiny, tmp_path, capsys):
+    data, run = trained_tiny
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     torch.save({k: v for k, v in state.items() if k != "model"}, tmp_path / "no-model.pt")
     torch.save({k: v for k, v in state.items() if k != "rng"}, tmp_path / "no-rng.pt")
@@ -455,8 +451,8 @@ def test_checkpoints_lacking_what_a_verb_needs(trained, tmp_path, capsys):
     assert err == f"gqn: error: {tmp_path}/no-rng.pt: a checkpoint without rng: it cannot continue a run\n"
 
 
-def test_a_read_only_output_folder_is_said_before_the_work(trained, read_only_folder, capsys):
-    data, run = trained
+def test_a_read_only_output_folder_is_said_before_the_work(trained_tiny, read_only_folder, capsys):
+    data, run = trained_tiny
     out = read_only_folder / "eval.json"
     err = one_line_error(["eval", str(run), "--data", data, "--out", str(out)], capsys)
     assert err.startswith(f"gqn: error: {read_only_folder}: cannot write: ")
@@ -471,13 +467,13 @@ def test_a_read_only_output_folder_is_said_before_the_work(trained, read_only_fo
 # 6. Temporaries of killed saves
 
 
-def test_leftover_temporaries_of_killed_saves_are_removed_at_start(trained, tmp_path, capsys):
-    data, _ = trained
-    train(tiny(data, tmp_path, max_steps=2, checkpoint_every=1))
+def test_leftover_temporaries_of_killed_saves_are_removed_at_start(trained_tiny, tmp_path, capsys):
+    data, _ = trained_tiny
+    train(short_run(data, tmp_path, max_steps=2, checkpoint_every=1))
     folder = tmp_path / "checkpoints"
     for name in (".step-00000003.pt.k2j4x0.tmp", "last.pt.4242.tmp"):
         (folder / name).write_bytes(b"half a checkpoint")
-    train(tiny(data, tmp_path, max_steps=3, checkpoint_every=1, resume="auto"))
+    train(short_run(data, tmp_path, max_steps=3, checkpoint_every=1, resume="auto"))
     assert "removed 2 temporary file(s) of an interrupted save" in capsys.readouterr().out
     assert sorted(p.name for p in folder.iterdir()) == [
         "last.pt",
@@ -493,7 +489,7 @@ def test_leftover_temporaries_of_killed_saves_are_removed_at_start(trained, tmp_
 
 def test_training_on_a_split_folder_holds_out_the_test_folder_beside_it(tmp_path, capsys):
     data = make_dataset(tmp_path, files=(1, 1), scenes_per_file=8)
-    cfg = tiny(data, tmp_path / "run")
+    cfg = short_run(data, tmp_path / "run")
     from_dataset, from_split = held_out_batch(data, cfg), held_out_batch(data / "train", cfg)
     assert torch.equal(from_split["frames"], from_dataset["frames"])
     test_frames = torch.from_numpy(
@@ -551,7 +547,7 @@ def test_a_disk_that_fills_then_frees_resumes_to_the_uninterrupted_losses(tmp_pa
     disk, root = disk
     data = make_dataset(tmp_path / "d", files=(1, 1), scenes_per_file=12)
     settings = dict(max_steps=8, checkpoint_every=3, image_every=0, eval_every=4)
-    train(tiny(data, tmp_path / "straight", **settings))
+    train(short_run(data, tmp_path / "straight", **settings))
     run = root / "run"
     with monkeypatch.context() as m:  # the disk fills as step 4 is logged, or as step 6 is saved
         if at == "log":
@@ -573,14 +569,14 @@ def test_a_disk_that_fills_then_frees_resumes_to_the_uninterrupted_losses(tmp_pa
         with pytest.raises(
             GQNError, match=r"no space left on the device \(\d+ bytes free\); free some and run again"
         ) as e:
-            train(tiny(data, run, **settings))
+            train(short_run(data, run, **settings))
     where = str(e.value).split(": no space left")[0]
     if isinstance(disk, PatchedDisk):  # which write meets the full disk first is known exactly
         assert where == str(run / ("metrics.jsonl" if at == "log" else "checkpoints/step-00000006.pt"))
     assert where.startswith(str(run))
     assert not list((run / "checkpoints").glob(".*.tmp"))
     disk.free()
-    result = train(tiny(data, run, resume="auto", **settings))
+    result = train(short_run(data, run, resume="auto", **settings))
     assert result.step == 8
 
     def losses(run_dir, split):

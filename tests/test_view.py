@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset, train_tiny
+from conftest import TRAINED_SCENES, make_dataset
 from PIL import Image
 
 from gqn.cameras import viewpoints
@@ -28,28 +28,6 @@ from gqn.view.live import LiveRenderer, Overtaken
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
-
-# A tiny model with the epipolar representation, 6 steps at a high learning rate: what it draws
-# depends clearly on the camera and on the context (up to 16 levels of 255), so a drag or a click
-# visibly changes the picture.
-TINY_EPIPOLAR = {
-    "representation": "epipolar",
-    "r_channels": 16,
-    "h_channels": 16,
-    "u_channels": 16,
-    "z_channels": 4,
-    "L": 2,
-    "kernel_size": 3,
-}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("view")
-    config = root / "tiny-epipolar.json"
-    config.write_text(json.dumps(TINY_EPIPOLAR))
-    data, run = train_tiny(root, 4, config=str(config), max_steps=6, lr_start=0.02, lr_end=0.02)
-    return data, run
 
 
 def predicted(run, data, scene: int, context: list[int], camera: list[float]) -> np.ndarray:
@@ -101,8 +79,8 @@ def test_a_failing_job_reaches_its_caller_and_the_thread_keeps_serving():
 
 
 @pytest.fixture(scope="module")
-def viewer(trained):
-    data, run = trained
+def viewer(trained_tiny):
+    data, run = trained_tiny
     model, loaded = load_model(run)
     return Viewer(model, SceneDataset(data, "test", model.config.image_size), loaded, str(run))
 
@@ -128,9 +106,13 @@ def test_the_camera_follows_the_datasets_path_and_finds_the_scenes_own_views(vie
         (
             {"scene": 99, "context": [0], "view": 1},
             404,
-            "scene 99: shepard_metzler_5_parts/test has scenes 0..3",
+            f"scene 99: shepard_metzler_5_parts/test has scenes 0..{TRAINED_SCENES - 1}",
         ),
-        ({"scene": -1, "context": [0], "view": 1}, 400, "scene -1: expected an index 0..3"),
+        (
+            {"scene": -1, "context": [0], "view": 1},
+            400,
+            f"scene -1: expected an index 0..{TRAINED_SCENES - 1}",
+        ),
         ({"scene": 0, "context": [0, 15], "view": 1}, 404, "view 15: scene 0 has views 0..14"),
         ({"scene": 0, "context": [], "view": 1}, 400, "context: expected a list of one or more view"),
         ({"scene": 0, "context": [1, 1], "view": 2}, 400, "context [1, 1]: a view appears twice"),
@@ -167,8 +149,8 @@ def test_a_bad_request_is_refused_in_one_line(viewer, body, status, message):
     assert e.value.status == status and str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
-def test_a_render_is_the_models_own_prediction(trained, viewer):
-    data, run = trained
+def test_a_render_is_the_models_own_prediction(trained_tiny, viewer):
+    data, run = trained_tiny
     answer = viewer.request({"scene": 1, "context": [0, 2], "yaw": 1.0, "pitch": -0.3})()
     image = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["image"]))))
     expected = predicted(run, data, 1, [0, 2], answer["camera"])
@@ -196,8 +178,8 @@ def test_view_errors_are_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_serving_beyond_localhost_is_said(trained):
-    data, run = trained
+def test_serving_beyond_localhost_is_said(trained_tiny):
+    data, run = trained_tiny
     process = subprocess.Popen(
         [sys.executable, "-m", "gqn", "view", str(run), "--data", data, "--host", "0.0.0.0", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -225,12 +207,12 @@ def get(url: str, data: bytes | None = None) -> tuple[int, dict]:
 
 
 @pytest.mark.slow
-def test_the_page_turns_the_scene_when_dragged_and_draws_the_models_views(trained):
+def test_the_page_turns_the_scene_when_dragged_and_draws_the_models_views(trained_tiny):
     from browser import chromium, serve_view, wait_for_frame
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    data, run = trained
+    data, run = trained_tiny
     with serve_view([str(run), "--data", data]) as url, chromium() as driver:
         driver.get(url)
         # the page opens scene 0 with views 0, 1, 2 as context and the camera on view 3
@@ -268,7 +250,7 @@ def test_the_page_turns_the_scene_when_dragged_and_draws_the_models_views(traine
         # bad requests get one-line errors, and the server keeps serving the page
         assert get(f"{url}api/scene/99") == (
             404,
-            {"error": "scene 99: shepard_metzler_5_parts/test has scenes 0..3"},
+            {"error": f"scene 99: shepard_metzler_5_parts/test has scenes 0..{TRAINED_SCENES - 1}"},
         )
         status, answer = get(f"{url}api/render", b'{"scene": 0, "context": [0], "yaw": [1], "pitch": 0}')
         assert (status, answer) == (400, {"error": "yaw: expected a finite number, got [1]"})
@@ -278,8 +260,8 @@ def test_the_page_turns_the_scene_when_dragged_and_draws_the_models_views(traine
         assert turned["camera"][3] == pytest.approx(widened["camera"][3] + 2 * np.pi / 48, abs=1e-5)
 
 
-def test_elsewhere_the_camera_turns_freely_where_the_last_view_stood(trained, tmp_path):
-    _, run = trained
+def test_elsewhere_the_camera_turns_freely_where_the_last_view_stood(trained_tiny, tmp_path):
+    _, run = trained_tiny
     model, loaded = load_model(run)
     jaco = SceneDataset(make_dataset(tmp_path, "jaco", files=(1, 1), views=11), "test", 64)
     viewer = Viewer(model, jaco, loaded, str(run))

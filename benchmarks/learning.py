@@ -27,8 +27,8 @@ import torch
 from gqn.checkpoint import load_model
 from gqn.config import TrainConfig, get_config
 from gqn.defaults import open_dataset
-from gqn.evaluate import evaluate, gain_over_baselines
 from gqn.model import GQNConfig
+from gqn.scoring import evaluate, gain_over_baselines
 from gqn.train import train
 
 MODEL_FIELDS = {f.name: f for f in fields(GQNConfig)}

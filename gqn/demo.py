@@ -24,15 +24,17 @@ import time
 from pathlib import Path
 
 from gqn.arguments import HelpFormatter, data, scene
+from gqn.cameras import orbit_cameras
 from gqn.checkpoint import available, checkpoint_dir, list_steps, load_model
+from gqn.data.table import camera_path
 from gqn.defaults import dataset_path, open_dataset
 from gqn.errors import GQNError
-from gqn.evaluate import SCENES, evaluate, fit_scenes, format_table, gain_over_baselines
 from gqn.files import atomic_write, write_json
 from gqn.images import save_animation, save_image
 from gqn.lock import claim
+from gqn.novel_views import render_grid, render_orbit
 from gqn.plots import training_curves
-from gqn.render import camera_path, orbit_cameras, render_grid, render_orbit
+from gqn.scoring import SCENES, evaluate, fit_scenes, format_table, gain_over_baselines
 from gqn.train import TrainConfig, train
 
 # The shipped shepard_metzler_5_parts weights' recipe (warm-up, sigma schedule, seed) with what

@@ -32,17 +32,7 @@ from gqn.checkpoint import is_pretrained, load_model
 from gqn.defaults import open_dataset
 from gqn.errors import GQNError
 from gqn.files import writable_folder, write_json
-
-# gqn.demo, benchmarks/learning.py, tests/test_pretrained.py and examples/quickstart.ipynb still
-# import some of these from here, until they take them from gqn.scoring.
-from gqn.scoring import (  # noqa: F401
-    SCENES,
-    check_settings,
-    evaluate,
-    fit_scenes,
-    format_table,
-    gain_over_baselines,
-)
+from gqn.scoring import SCENES, check_settings, evaluate, fit_scenes, format_table
 
 
 def add_parser(sub) -> None:

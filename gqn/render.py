@@ -39,10 +39,7 @@ from gqn.errors import GQNError
 from gqn.files import writable_folder
 from gqn.images import ANIMATED, STILL, image_format, save_animation, save_image
 from gqn.metrics import psnr
-from gqn.novel_views import grid_image, predict, render_grid, render_orbit  # noqa: F401
-
-# gqn.demo and examples/quickstart.ipynb still import camera_path, orbit_cameras, render_grid and
-# render_orbit from here, until they take them from gqn.data.table, gqn.cameras and gqn.novel_views.
+from gqn.novel_views import grid_image, predict, render_orbit
 
 
 def own_scene(folder: str | os.PathLike, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,8 @@ from gqn.cli import build_parser, main
 from gqn.config import TrainConfig, train_command, train_config_from_args, training_commands
 from gqn.defaults import DATASET
 from gqn.errors import GQNError
-from gqn.evaluate import gain_over_baselines
 from gqn.export import export
+from gqn.scoring import gain_over_baselines
 
 # `gqn render pretrained:shepard_metzler_5_parts --data examples/reference`, as in the README
 REFERENCE_PRIOR_MEAN_PSNR = 21.00
@@ -216,7 +216,7 @@ def test_gqn_eval_reproduces_the_shipped_eval_table(name, tmp_path):
     """The held-out scenes of the data it was trained on (scene i depends only on seed, split and
     i, so rendering just the test split gives the same scenes), evaluated as its JSON says."""
     from gqn.data import SceneDataset
-    from gqn.evaluate import evaluate
+    from gqn.scoring import evaluate
     from gqn.synth import synthesize
 
     model, meta = load_weights(f"pretrained:{name}")[0], read_description(f"pretrained:{name}")

@@ -27,7 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     verbs = data.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for add in (add_list, add_info, add_verify, add_synth, add_download, add_builtin, add_compare, add_show):
+        add(verbs)
 
+
+def add_list(verbs) -> None:
     p = verbs.add_parser(
         "list",
         help="the official datasets: frame size, views, files per split",
@@ -38,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", metavar="DATASET", help="an official dataset: list its file names")
     p.set_defaults(run=run_list)
 
+
+def add_info(verbs) -> None:
     p = verbs.add_parser(
         "info",
         help="datasets, splits, files, scenes, views, frame size and bytes under PATH",
@@ -48,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", metavar="PATH", help="a root of datasets, a dataset or split folder, or a file")
     p.set_defaults(run=run_info)
 
+
+def add_verify(verbs) -> None:
     p = verbs.add_parser(
         "verify",
         help="check every CRC and decode every JPEG under PATH",
@@ -61,6 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="processes")
     p.set_defaults(run=run_verify)
 
+
+def add_synth(verbs) -> None:
     p = verbs.add_parser(
         "synth",
         help="render a GQN dataset locally with MuJoCo, in the official format",
@@ -81,6 +91,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenes-per-file", type=int, default=1000, help="scenes per TFRecord file")
     p.set_defaults(run=run_synth)
 
+
+def add_download(verbs) -> None:
     p = verbs.add_parser(
         "download",
         help="fetch an official dataset over HTTPS, resumable and verified",
@@ -106,6 +118,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(run=run_download)
 
+
+def add_builtin(verbs) -> None:
     p = verbs.add_parser(
         "builtin",
         help="the built-in default data: render it once if needed, print its path",
@@ -121,6 +135,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(run=run_builtin)
 
+
+def add_compare(verbs) -> None:
     p = verbs.add_parser(
         "compare",
         help="a contact sheet of synthetic scenes beside a real one",
@@ -137,6 +153,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=int, default=2, help="enlarge each view this many times")
     p.set_defaults(run=run_compare)
 
+
+def add_show(verbs) -> None:
     p = verbs.add_parser(
         "show",
         help="a contact sheet of one scene's views with their cameras",

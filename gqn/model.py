@@ -61,7 +61,8 @@ class GQNConfig:
     # and read in the context views at full resolution, and what the views saw is blended into the
     # generator's image; 0: none (the paper's model, E-GQN). It needs the cameras as epipolar does.
     pixel_depths: int = field(default=0, metadata={"min": 0})
-    pixel_channels: int = field(default=8, metadata={"min": 4})  # C: features per view and pixel (3 colours)
+    # C: features per view and pixel: the 3 colours and C - 3 learned ones (3: the colours alone)
+    pixel_channels: int = field(default=3, metadata={"min": 3})
     # the share of pixels whose evidence is read in a training step (a fresh random set each step;
     # the rest are the generator's alone); every pixel at eval and render
     pixel_fraction: float = field(default=1.0, metadata={"above": 0, "max": 1})
@@ -197,8 +198,8 @@ PRESETS: dict[str, GQNConfig] = {
     ),
 }
 # The epipolar model with pixel-level evidence: sharp views copied from the context where it saw.
-# 16 depths per pixel and a quarter of the pixels per training step learned more in ten minutes
-# than 32 depths (benchmarks/learning.py, README).
+# The colours alone (pixel_channels 3), 16 depths per pixel and a quarter of the pixels per
+# training step learned more in ten minutes than 8 features or 32 depths (benchmarks/learning.py).
 PRESETS["sharp"] = replace(PRESETS["epipolar"], pixel_depths=16, pixel_fraction=0.25)
 
 

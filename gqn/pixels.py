@@ -45,11 +45,16 @@ class PixelEvidence(nn.Module):
 
     def __init__(self, channels: int, fov: float, near: float, far: float, depths: int):
         super().__init__()
-        self.fov, self.near, self.far, self.depths = fov, near, far, depths
-        self.encoder = nn.Sequential(
-            nn.Conv2d(X_CHANNELS, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels - X_CHANNELS, 3, padding=1),
+        self.fov, self.near, self.far, self.depths, self.features = fov, near, far, depths, channels
+        # channels = 3: the colours alone, so nothing read from the views needs a gradient
+        self.encoder = (
+            nn.Sequential(
+                nn.Conv2d(X_CHANNELS, channels, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(channels, channels - X_CHANNELS, 3, padding=1),
+            )
+            if channels > X_CHANNELS
+            else None
         )
         pooled = 2 * channels + 3  # pooled features, their spread, fraction seen, depth, prior
         self.score = nn.Sequential(nn.Linear(pooled, SCORE_HIDDEN), nn.ReLU(), nn.Linear(SCORE_HIDDEN, 1))
@@ -61,10 +66,12 @@ class PixelEvidence(nn.Module):
     @property
     def channels(self) -> int:
         """C + 4: the evidence's channels (`forward`)."""
-        return self.encoder[-1].out_channels + X_CHANNELS + 4
+        return self.features + 4
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, 3, H, W) -> (N, C, H, W): the colours, then learned features."""
+        if self.encoder is None:
+            return x
         return torch.cat([x.to(self.encoder[0].weight.dtype), self.encoder(x)], 1)
 
     def forward(

@@ -20,13 +20,15 @@ def cameras(n: int, seed: int) -> torch.Tensor:
     )
 
 
-def test_a_query_at_a_context_camera_reads_that_views_own_pixels():
+@pytest.mark.parametrize("channels", [3, 8])  # the colours alone, and with 5 learned features
+def test_a_query_at_a_context_camera_reads_that_views_own_pixels(channels):
     # Every point of a pixel's ray lands on that pixel's centre in a view from the same camera, so
     # whatever depth the (untrained) attention picks, the colour it reads is the pixel's own.
-    evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=6)
+    evidence = PixelEvidence(channels, FOV, NEAR, FAR, depths=6)
     x = torch.rand(2, 1, 3, 16, 16)
     v = cameras(2, 0)
     out = evidence(x, v[:, None], v).view(2, -1, 16, 16)
+    assert out.shape[1] == evidence.channels == channels + 4
     torch.testing.assert_close(out[:, :3], x[:, 0], atol=1e-5, rtol=0)
     torch.testing.assert_close(out[:, -3], torch.ones(2, 16, 16))  # the one view sees every point
 

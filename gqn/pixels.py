@@ -45,7 +45,7 @@ class PixelEvidence(nn.Module):
 
     def __init__(self, channels: int, fov: float, near: float, far: float, depths: int):
         super().__init__()
-        self.fov, self.near, self.far, self.depths, self.features = fov, near, far, depths, channels
+        self.fov, self.near, self.far, self.depths, self.feature_channels = fov, near, far, depths, channels
         # channels = 3: the colours alone, so nothing read from the views needs a gradient
         self.encoder = (
             nn.Sequential(
@@ -66,7 +66,7 @@ class PixelEvidence(nn.Module):
     @property
     def channels(self) -> int:
         """C + 4: the evidence's channels (`forward`)."""
-        return self.features + 4
+        return self.feature_channels + 4
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, 3, H, W) -> (N, C, H, W): the colours, then learned features."""
@@ -99,9 +99,8 @@ class PixelEvidence(nn.Module):
             direction = direction[:, pixels]  # (B, N, 3)
         n = direction.shape[1]
         depth = torch.linspace(self.near, self.far, d, device=query_v.device)  # (D,)
-        points = (origin[:, None, None] + depth[:, None, None] * direction[:, None]).flatten(
-            1, 2
-        )  # (B, P, 3)
+        points = origin[:, None, None] + depth[:, None, None] * direction[:, None]  # (B, D, N, 3)
+        points = points.flatten(1, 2)  # (B, P, 3), depth-major
         values, seen = gather(features, context_v.float(), points, self.fov)  # (B, K, C, P), (B, K, P)
         count = seen.sum(1)  # (B, P)
 
@@ -111,9 +110,8 @@ class PixelEvidence(nn.Module):
         pooled, spread = pool_views(values, seen, facing, F.softplus(self.agreement), self.facing)
 
         # Attention along each pixel's ray (step 3).
-        rel_depth = (
-            ((depth - self.near) / (self.far - self.near)).repeat_interleave(n).expand(b, -1)
-        )  # (B, P)
+        rel_depth = ((depth - self.near) / (self.far - self.near)).repeat_interleave(n)  # (P,)
+        rel_depth = rel_depth.expand(b, -1)  # (B, P)
         prior_logits = 0 * rel_depth if prior is None else self._prior(prior, height, pixels).flatten(1)
         inputs = torch.cat([pooled, spread, torch.stack([count / k, rel_depth, prior_logits], 1)], 1)
         scores = self.score(inputs.transpose(1, 2))[..., 0] + prior_logits  # (B, P)

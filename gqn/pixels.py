@@ -38,6 +38,7 @@ from gqn.errors import GQNError
 
 SCORE_HIDDEN = 32  # hidden units of the per-depth score
 BLEND_HIDDEN = 32  # channels of the blend's hidden layer
+SEEN = -3  # the channel of the evidence that holds the fraction of views that saw the point
 
 
 class PixelEvidence(nn.Module):
@@ -188,7 +189,7 @@ class Blend(nn.Module):
         g_flat, u_flat = g.flatten(2), u.flatten(2)
         if pixels is not None:
             g_flat, u_flat = g_flat[:, :, pixels], u_flat[:, :, pixels]
-        copied, seen = evidence[:, :X_CHANNELS].to(g.dtype), evidence[:, -3:-2]
+        copied, seen = evidence[:, :X_CHANNELS].to(g.dtype), evidence[:, SEEN : SEEN + 1]
         inputs = torch.cat([u_flat, evidence.to(u.dtype)], 1).transpose(1, 2)  # (B, N, Cu + E)
         alpha = torch.sigmoid(self.alpha(inputs)).transpose(1, 2) * (seen > 0)  # (B, 1, N)
         blended = g_flat + alpha * (copied - g_flat)

@@ -8,7 +8,7 @@ from conftest import tiny
 from gqn.cameras import sphere_cameras
 from gqn.data import viewpoints
 from gqn.model import GQN
-from gqn.pixels import Blend, PixelEvidence, pool_views
+from gqn.pixels import SEEN, Blend, PixelEvidence, pool_views
 
 FOV, NEAR, FAR = 100.0, 0.8, 5.9
 
@@ -30,7 +30,7 @@ def test_a_query_at_a_context_camera_reads_that_views_own_pixels(channels):
     out = evidence(x, v[:, None], v).view(2, -1, 16, 16)
     assert out.shape[1] == evidence.channels == channels + 4
     torch.testing.assert_close(out[:, :3], x[:, 0], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out[:, -3], torch.ones(2, 16, 16))  # the one view sees every point
+    torch.testing.assert_close(out[:, SEEN], torch.ones(2, 16, 16))  # the one view sees every point
 
 
 def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels():
@@ -63,7 +63,7 @@ def test_where_no_view_sees_the_image_is_the_generators_alone():
     blend = Blend(4, 12)
     g, u = torch.rand(1, 3, 4, 4), torch.rand(1, 4, 4, 4)
     evidence = torch.rand(1, 12, 16)
-    evidence[:, -3, :8] = 0  # the first 8 pixels: no view sees any point of their rays
+    evidence[:, SEEN, :8] = 0  # the first 8 pixels: no view sees any point of their rays
     out = blend(g, u, evidence).flatten(2)
     torch.testing.assert_close(out[:, :, :8], g.flatten(2)[:, :, :8])
     assert (out[:, :, 8:] - g.flatten(2)[:, :, 8:]).abs().min() > 0

@@ -280,8 +280,12 @@ def resume_state(
         return Resumed(resume, path, state["step"], state["data"], state.get("init_origin"))
     if init is not None:
         start, loaded = load_model(init, flag="--init")
-        check_same_model(loaded.path, start.config.to_dict(), model.config.to_dict())
-        model.load_state_dict(start.state_dict())
+        grown = check_same_model(loaded.path, start.config.to_dict(), model.config.to_dict(), grow=True)
+        missing, _ = model.load_state_dict(start.state_dict(), strict=not grown)
+        if any(not k.startswith(("evidence.", "blend.")) for k in missing):
+            raise GQNError(f"{loaded.path}: lacks {', '.join(missing)}")  # an older layout of the model
+        if grown:
+            print(f"{init}: the pixel evidence is new ({len(missing)} tensors); the rest is loaded from it")
         return Resumed(None, init_origin=loaded.origin, init=loaded)  # pretrained weights: what made them
     return Resumed(None)
 
@@ -319,14 +323,24 @@ def run_sigma(state: dict) -> float:
     return sigma_at(state["step"])
 
 
-def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict) -> None:
+# The fields of the pixel stage (gqn/pixels.py): a model without it can start one with it (--init).
+PIXEL_FIELDS = ("pixel_depths", "pixel_channels", "pixel_fraction")
+
+
+def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict, grow: bool = False) -> bool:
     """A checkpoint can only continue the model config it was trained with (a field newer than the
-    checkpoint counts as its default)."""
+    checkpoint counts as its default). With `grow` (--init), a model without pixel evidence may
+    also start the same model with it: returns True then, the pixel stage to be trained anew."""
     saved = GQNConfig.from_dict(saved, where=f"{path} (model_config)").to_dict()
+    if grow and not saved["pixel_depths"] and wanted["pixel_depths"]:
+        without = {k: v for k, v in wanted.items() if k not in PIXEL_FIELDS}
+        if without == {k: v for k, v in saved.items() if k not in PIXEL_FIELDS}:
+            return True
     if saved != wanted:
         keys = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         diff = ", ".join(f"{k}: {saved.get(k)!r} in checkpoint, {wanted.get(k)!r} asked" for k in keys)
         raise GQNError(f"{path}: trained with another model config ({diff})")
+    return False
 
 
 def _minor(version: str) -> str:

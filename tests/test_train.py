@@ -17,6 +17,7 @@ import gqn.checkpoint
 from gqn.checkpoint import load_checkpoint, save_checkpoint
 from gqn.errors import GQNError
 from gqn.metrics import bits_per_dim
+from gqn.model import PRESETS
 from gqn.runlog import read_metrics
 from gqn.schedules import linear, lr_at, sigma_at
 from gqn.train import TrainConfig, train
@@ -157,6 +158,44 @@ def test_init_starts_from_the_weights_with_a_new_optimizer(data, tmp_path):
         GQNError, match=r"last\.pt: trained with another model config \(L: 2 in checkpoint, 6 asked"
     ):
         train(tiny(data, tmp_path / "c", config="small", max_steps=1, init=str(tmp_path / "a")))
+
+
+def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsys):
+    def config(name, **fields):
+        path = tmp_path / f"{name}.json"
+        path.write_text(
+            json.dumps({"model": {**PRESETS["tiny"].to_dict(), "representation": "epipolar", **fields}})
+        )
+        return str(path)
+
+    source = train(tiny(data, tmp_path / "a", config=config("coarse"), max_steps=1))
+
+    still = {"lr_start": 0.0, "lr_end": 0.0}
+    grown = train(
+        tiny(
+            data,
+            tmp_path / "b",
+            config=config("sharp", pixel_depths=4),
+            max_steps=1,
+            init=str(tmp_path / "a"),
+            **still,
+        )
+    )
+    assert "the pixel evidence is new (" in capsys.readouterr().out
+    old, new = load_checkpoint(source.checkpoint)["model"], load_checkpoint(grown.checkpoint)["model"]
+    assert all(torch.equal(old[k], new[k]) for k in old)  # all that was learned is kept
+    assert {k.split(".")[0] for k in set(new) - set(old)} == {"evidence", "blend"}
+    # Only the pixel stage may be new: any other field must still be the same.
+    with pytest.raises(GQNError, match=r"another model config \(L: 2 in checkpoint, 3 asked"):
+        train(
+            tiny(
+                data,
+                tmp_path / "c",
+                config=config("deeper", pixel_depths=4, L=3),
+                max_steps=1,
+                init=str(tmp_path / "a"),
+            )
+        )
 
 
 def test_a_checkpoint_older_than_a_model_config_field_resumes(data, tmp_path):

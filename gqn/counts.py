@@ -48,7 +48,7 @@ def count_flops(model: GQN, context: int = 5, image_size: int | None = None) -> 
             model(x, v, qx, qv, sigma=1.0)
         bar.update()
         with FlopCounterMode(display=False) as both:
-            model(x, v, qx, qv, sigma=1.0)["loss"].backward()
+            model(x, v, qx, qv, sigma=1.0)["objective"].backward()
         bar.update()
     model.zero_grad(set_to_none=True)
     return {"forward": fwd.get_total_flops(), "train": both.get_total_flops()}

@@ -14,7 +14,12 @@ where each query pixel's ray lands in them. For every output pixel this module:
   3. a softmax over the D depths (attention along the ray, as the coarse epipolar representation
      does per cell, whose own weights over depth enter as a prior) picks where the ray meets the
      surface, and gives the pixel its evidence: the colour the views saw there, how much they
-     agree, how many saw it, the depth and how sure the choice is.
+     agree, how many saw it, the depth and how sure the choice is. The scores are convolutions
+     along the ray, so each depth is judged with what lies before and behind it (the first depth
+     where the views agree, not any: free space behind the object agrees on black too). The search
+     learns from `search_nll`, the expected error of the colour it copies: its minimum puts all the
+     weight on the depth whose colour is the query's, where the error of the expected colour
+     would be as happy with a blur of several.
 
 `Blend` mixes that evidence into the generator's image: a per-pixel weight alpha (learned from the
 canvas u and the evidence) takes the copied colour where the views saw the point and agree, and
@@ -28,6 +33,8 @@ H x W the query's frame (the context views' too), P = D H W points.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,10 +46,20 @@ from gqn.errors import GQNError
 SCORE_HIDDEN = 32  # hidden units of the per-depth score
 BLEND_HIDDEN = 32  # channels of the blend's hidden layer
 SEEN = -3  # the channel of the evidence that holds the fraction of views that saw the point
+SCORE_KERNEL, SCORE_DILATIONS = 5, (1, 2, 4)  # the score's convolutions along the ray: 29 depths seen
+
+
+class Reading(NamedTuple):
+    """What `PixelEvidence` read for N pixels along their rays' D depths."""
+
+    evidence: torch.Tensor  # (B, C + 4, N), given to the blend
+    weights: torch.Tensor  # (B, D, N), the search's weights over depth
+    colours: torch.Tensor  # (B, 3, D, N), the views' pooled colours at each depth
+    seen: torch.Tensor  # (B, N), 1 where some view sees some point of the ray
 
 
 class PixelEvidence(nn.Module):
-    """context views and cameras, query camera -> evidence (B, C + 4, N) for N of its pixels."""
+    """context views and cameras, query camera -> `Reading` of N of its pixels."""
 
     def __init__(self, channels: int, fov: float, near: float, far: float, depths: int):
         super().__init__()
@@ -58,7 +75,15 @@ class PixelEvidence(nn.Module):
             else None
         )
         pooled = 2 * channels + 3  # pooled features, their spread, fraction seen, depth, prior
-        self.score = nn.Sequential(nn.Linear(pooled, SCORE_HIDDEN), nn.ReLU(), nn.Linear(SCORE_HIDDEN, 1))
+        layers, width = [], pooled
+        for dilation in SCORE_DILATIONS:  # over (depth, pixel): along each ray, never across pixels
+            pad = dilation * (SCORE_KERNEL // 2)
+            layers += [
+                nn.Conv2d(width, SCORE_HIDDEN, (SCORE_KERNEL, 1), padding=(pad, 0), dilation=(dilation, 1))
+            ]
+            layers += [nn.ReLU()]
+            width = SCORE_HIDDEN
+        self.score = nn.Sequential(*layers, nn.Conv2d(width, 1, 1))
         # Each view's weight at a point: exp(-agreement * its squared distance from the mean of the
         # views + facing * cos(the angle between its ray and the query's)), over the views that see it.
         self.agreement = nn.Parameter(torch.tensor(1.0))
@@ -82,11 +107,11 @@ class PixelEvidence(nn.Module):
         query_v: torch.Tensor,
         prior: torch.Tensor | None = None,
         pixels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> Reading:
         """context_x (B, K, 3, H, W), context_v (B, K, 7), query_v (B, 7), prior (B, D', h, w) the
         coarse weights over D' depths of each cell of the generation grid, or None; pixels (N,)
-        indices into the query's H W pixels (row-major), None for all of them ->
-        evidence (B, C + 4, N): the colour and features the views saw where the ray meets the
+        indices into the query's H W pixels (row-major), None for all of them -> `Reading`, whose
+        evidence (B, C + 4, N) is the colour and features the views saw where the ray meets the
         scene (C), their colours' spread over the views (1), the fraction of views that saw it (1),
         its depth from near (0) to far (1) (1), and the largest weight over depth (1)."""
         b, k, _, height, width = context_x.shape
@@ -115,15 +140,17 @@ class PixelEvidence(nn.Module):
         rel_depth = rel_depth.expand(b, -1)  # (B, P)
         prior_logits = 0 * rel_depth if prior is None else self._prior(prior, height, pixels).flatten(1)
         inputs = torch.cat([pooled, spread, torch.stack([count / k, rel_depth, prior_logits], 1)], 1)
-        scores = self.score(inputs.transpose(1, 2))[..., 0] + prior_logits  # (B, P)
-        weights = scores.view(b, d, n).softmax(1)  # (B, D, N)
+        scores = self.score(inputs.view(b, -1, d, n))[:, 0] + prior_logits.view(b, d, n)
+        weights = scores.softmax(1)  # (B, D, N)
 
         per_depth = torch.cat(
             [pooled, spread[:, :X_CHANNELS].mean(1, keepdim=True), (count / k)[:, None], rel_depth[:, None]],
             1,
         ).view(b, -1, d, n)  # (B, C + 3, D, N)
         evidence = torch.einsum("bdn,bcdn->bcn", weights, per_depth)  # (B, C + 3, N)
-        return torch.cat([evidence, weights.amax(1, keepdim=True)], 1)
+        evidence = torch.cat([evidence, weights.amax(1, keepdim=True)], 1)
+        seen = (count.view(b, d, n) > 0).any(1).to(evidence.dtype)
+        return Reading(evidence, weights, pooled[:, :X_CHANNELS].view(b, X_CHANNELS, d, n), seen)
 
     def _prior(self, prior: torch.Tensor, size: int, pixels: torch.Tensor | None) -> torch.Tensor:
         """The coarse weights over depth (B, D', h, w) -> their log at this module's D depths for
@@ -141,6 +168,14 @@ class PixelEvidence(nn.Module):
             align_corners=True,  # both depth grids run from near to far inclusive
         )
         return (fine.view(b, n, self.depths).transpose(1, 2) * coarse).clamp_min(1e-4).log()  # 0: uniform
+
+
+def search_nll(x: torch.Tensor, reading: Reading, sigma: float) -> torch.Tensor:
+    """The query's colours x (B, 3, N) at the reading's pixels -> (B,): the search's expected
+    Gaussian NLL (data term) of the colour it copies, sum over depths of weight x the error of that
+    depth's colour, over the pixels some view sees. Its minimum puts all the weight on the best depth."""
+    error = (reading.colours - x[:, :, None].to(reading.colours.dtype)).square().sum(1)  # (B, D, N)
+    return ((reading.weights * error).sum(1) * reading.seen).sum(1) / (2 * sigma**2)
 
 
 def pool_views(

@@ -182,9 +182,9 @@ def take_step(net, optimizer, batch: dict, cfg: TrainConfig, run: Run, rank: int
     with autocast(cfg.precision, device):
         out = net(context_x, context_v, query_x, query_v, sigma, noise=noise, deterministic=deterministic)
     optimizer.zero_grad(set_to_none=True)
-    out["loss"].backward()
+    out["objective"].backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-    finite = torch.isfinite(out["loss"].detach()) & torch.isfinite(grad_norm)
+    finite = torch.isfinite(out["objective"].detach()) & torch.isfinite(grad_norm)
     if agree(not finite, world, device):
         kept = f"; the last good checkpoint is {run.checkpoint}" if run.checkpoint else ""
         raise GQNError(
@@ -201,7 +201,7 @@ def log_step(cfg: TrainConfig, run: Run, out: dict, dims: int, world: int, log: 
     each generation step, into `run.metrics`; on rank 0 (`log`) into the records and beside the bar."""
     if run.step % cfg.log_every and run.step != cfg.max_steps:
         return
-    values = {k: out[k].detach().float() for k in ("loss", "nll", "kl", "mse")}
+    values = {k: out[k].detach().float() for k in ("loss", "nll", "kl", "mse", "search_nll")}
     if world > 1:
         for v in values.values():
             dist.all_reduce(v, op=dist.ReduceOp.AVG)

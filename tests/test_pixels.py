@@ -8,7 +8,7 @@ from conftest import tiny
 from gqn.cameras import sphere_cameras
 from gqn.data import viewpoints
 from gqn.model import GQN
-from gqn.pixels import SEEN, Blend, PixelEvidence, pool_views
+from gqn.pixels import SEEN, Blend, PixelEvidence, Reading, pool_views, search_nll
 
 FOV, NEAR, FAR = 100.0, 0.8, 5.9
 
@@ -27,7 +27,7 @@ def test_a_query_at_a_context_camera_reads_that_views_own_pixels(channels):
     evidence = PixelEvidence(channels, FOV, NEAR, FAR, depths=6)
     x = torch.rand(2, 1, 3, 16, 16)
     v = cameras(2, 0)
-    out = evidence(x, v[:, None], v).view(2, -1, 16, 16)
+    out = evidence(x, v[:, None], v).evidence.view(2, -1, 16, 16)
     assert out.shape[1] == evidence.channels == channels + 4
     torch.testing.assert_close(out[:, :3], x[:, 0], atol=1e-5, rtol=0)
     torch.testing.assert_close(out[:, SEEN], torch.ones(2, 16, 16))  # the one view sees every point
@@ -39,8 +39,9 @@ def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels():
     x, v = torch.rand(2, 3, 3, 16, 16), cameras(8, 1).view(2, 4, 7)
     prior = torch.rand(2, 7, 4, 4).softmax(1)
     pixels = torch.tensor([0, 17, 100, 255])
-    every = evidence(x, v[:, :3], v[:, 3], prior)
-    torch.testing.assert_close(evidence(x, v[:, :3], v[:, 3], prior, pixels), every[:, :, pixels])
+    every, some = evidence(x, v[:, :3], v[:, 3], prior), evidence(x, v[:, :3], v[:, 3], prior, pixels)
+    for name in ("evidence", "weights", "colours", "seen"):
+        torch.testing.assert_close(getattr(some, name), getattr(every, name)[..., pixels], msg=name)
 
 
 def test_views_that_agree_outvote_one_that_does_not():
@@ -89,6 +90,9 @@ def test_training_reads_a_share_of_the_pixels_and_prediction_reads_them_all():
     assert model._scene(cx, cv, qv)[1][1] is None
     out = model(cx, cv, qx, qv, sigma=0.7)
     assert torch.isfinite(out["loss"]) and out["mean"].shape == (2, 3, 16, 16)
+    # Training minimises the ELBO and the search's own fit; the loss reported is the ELBO alone.
+    assert out["search_nll"] > 0
+    torch.testing.assert_close(out["objective"], out["loss"] + out["search_nll"])
 
 
 def test_the_pixel_evidence_learns_with_the_rest():
@@ -99,3 +103,18 @@ def test_the_pixel_evidence_learns_with_the_rest():
     for name, p in model.named_parameters():
         if name.startswith(("evidence.", "blend.")):
             assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_the_search_is_scored_by_the_expected_error_of_the_colour_it_copies():
+    red, blue, green = [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]
+    colours = torch.tensor([red, blue, green]).T[None, :, :, None].expand(1, 3, 3, 2)  # (B, 3, D=3, N=2)
+    x = torch.tensor(blue)[None, :, None].expand(1, 3, 2)  # the query is blue at both pixels
+    weights = torch.tensor([[0.0, 0.5], [1.0, 0.0], [0.0, 0.5]])[None]  # (B, D, N)
+    reading = Reading(torch.zeros(1, 7, 2), weights, colours, torch.ones(1, 2))
+    # Pixel 0 copies blue from its second depth: no error. Pixel 1 splits between red and green,
+    # each 2 away in squared error: 2, over 2 sigma^2 (not the 1.5 of its purple mean's error).
+    assert search_nll(x, reading, sigma=1.0).item() == pytest.approx(1.0)
+    assert search_nll(x, reading, sigma=2.0).item() == pytest.approx(0.25)
+    # A ray no view sees has nothing to copy and no say.
+    unseen = reading._replace(seen=torch.tensor([[1.0, 0.0]]))
+    assert search_nll(x, unseen, sigma=1.0).item() == 0.0

@@ -121,8 +121,8 @@ class TrainConfig:
     deterministic_steps: int = field(
         default=0,
         metadata={
-            "help": "a warm-up without the KL: for this many steps the prediction from a prior draw "
-            "is regressed on the query, while the inference network learns to agree with the prior",
+            "help": "a deterministic warm-up: for this many steps the prior-mean prediction is "
+            "regressed on the query, while the inference network learns to agree with the prior",
             "min": 0,
         },
     )

@@ -358,12 +358,8 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, sigma: float) -> torch.Ten
 
 # How the generation loop draws z (`GQN._generate`): from the prior or from the posterior (which
 # sees the query view and scores the KL), a draw or that distribution's mean; or "shadow": z is
-# drawn from the prior while the posterior runs beside the generator on detached inputs, its KL
-# scored against the detached prior, so the KL trains the inference network alone to agree with
-# the prior. Drawn, not the prior's mean: the prior's spread is trained with the generator, so the
-# ELBO that follows starts from the noise the generator already knows (with the mean, the spread
-# was still its initial 0.69 when the ELBO took over, and the view gain fell 4.8 -> 4.1 dB in the
-# 500 steps that followed).
+# the prior's mean while the posterior runs beside the generator on detached inputs, its KL scored
+# against the detached prior, so the KL trains the inference network alone to agree with the prior.
 Z_MODES = ("prior", "prior_mean", "posterior", "posterior_mean", "shadow")
 
 # What the pixel evidence read (gqn/pixels.py) and the pixels (N,) it is of, None for all.
@@ -491,7 +487,7 @@ class GQN(nn.Module):
         infer = z_mode in ("posterior", "posterior_mean", "shadow")
         if infer and query_x is None:
             raise GQNError(f"z_mode {z_mode!r} needs the query view")
-        shadow, use_mean = z_mode == "shadow", z_mode.endswith("_mean")
+        shadow, use_mean = z_mode == "shadow", z_mode.endswith("_mean") or z_mode == "shadow"
         cfg = self.config
         b = r.shape[0]
         grid = (image[0] // SCALE, image[1] // SCALE)
@@ -551,9 +547,9 @@ class GQN(nn.Module):
         reconstruction through the posterior, detached; `objective`, what training minimises: the
         loss, plus with pixel evidence `search_nll` (the search along the rays' own fit, not part
         of the ELBO). per_image: `objective`, `search_nll`, `loss`, `nll`, `kl` are (B,).
-        deterministic: the mean image is the prediction from a prior draw, regressed on the query
-        by the representation and generation networks, while the inference network learns apart
-        to agree with the prior (z_mode "shadow"): a warm-up without the KL, `gqn train
+        deterministic: the mean image is the prior-mean prediction, regressed on the query by the
+        representation and generation networks, while the inference network learns apart to agree
+        with the prior (z_mode "shadow"): a deterministic warm-up, `gqn train
         --deterministic-steps`. The KL it reports is that agreement, so when the ELBO takes over
         the posterior already sits on the prior. (Left untrained, the posterior met the ELBO with
         a KL near 900 nats, whose gradient wiped out 4,000 steps of learned views in 250.)

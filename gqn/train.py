@@ -184,11 +184,12 @@ def take_step(net, optimizer, batch: dict, cfg: TrainConfig, run: Run, rank: int
     optimizer.zero_grad(set_to_none=True)
     out["objective"].backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-    finite = torch.isfinite(out["objective"].detach()) & torch.isfinite(grad_norm)
+    finite = torch.isfinite(out["objective"].detach()) & torch.isfinite(out["loss"].detach())
+    finite = finite & torch.isfinite(grad_norm)
     if agree(not finite, world, device):
         kept = f"; the last good checkpoint is {run.checkpoint}" if run.checkpoint else ""
         raise GQNError(
-            f"non-finite loss at step {run.step + 1} (loss {out['loss'].item()}, grad norm {grad_norm.item()}): "
+            f"non-finite loss at step {run.step + 1} (loss {out['loss'].item()}, objective {out['objective'].item()}, grad norm {grad_norm.item()}): "
             f"try a lower --lr-start or --precision fp32{kept}"
         )
     optimizer.step()

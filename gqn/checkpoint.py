@@ -285,7 +285,12 @@ def resume_state(
         if any(not k.startswith(("evidence.", "blend.")) for k in missing):
             raise GQNError(f"{loaded.path}: lacks {', '.join(missing)}")  # an older layout of the model
         if grown:
-            print(f"{init}: the pixel evidence is new ({len(missing)} tensors); the rest is loaded from it")
+            new = (
+                "the spatial pass of the search"
+                if all(k.startswith("evidence.spatial.") for k in missing)
+                else "the pixel evidence"
+            )
+            print(f"{init}: {new} is new ({len(missing)} tensors); the rest is loaded from it")
         return Resumed(None, init_origin=loaded.origin, init=loaded)  # pretrained weights: what made them
     return Resumed(None)
 
@@ -324,17 +329,21 @@ def run_sigma(state: dict) -> float:
 
 
 # The fields of the pixel stage (gqn/pixels.py): a model without it can start one with it (--init).
-PIXEL_FIELDS = ("pixel_depths", "pixel_channels", "pixel_fraction")
+PIXEL_FIELDS = ("pixel_depths", "pixel_channels", "pixel_fraction", "search_spatial")
 
 
 def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict, grow: bool = False) -> bool:
     """A checkpoint can only continue the model config it was trained with (a field newer than the
     checkpoint counts as its default). With `grow` (--init), a model without pixel evidence may
-    also start the same model with it: returns True then, the pixel stage to be trained anew."""
+    also start the same model with it, and one with pixel evidence the same with the search's
+    spatial pass: returns True then, what is new to be trained anew."""
     saved = GQNConfig.from_dict(saved, where=f"{path} (model_config)").to_dict()
     if grow and not saved["pixel_depths"] and wanted["pixel_depths"]:
         without = {k: v for k, v in wanted.items() if k not in PIXEL_FIELDS}
         if without == {k: v for k, v in saved.items() if k not in PIXEL_FIELDS}:
+            return True
+    if grow and saved["pixel_depths"] and not saved["search_spatial"] and wanted["search_spatial"]:
+        if {**saved, "search_spatial": wanted["search_spatial"]} == wanted:
             return True
     if saved != wanted:
         keys = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))

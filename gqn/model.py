@@ -28,7 +28,7 @@ from torch import nn
 from gqn.epipolar import RAY_WEIGHTINGS, X_CHANNELS, Epipolar
 from gqn.errors import GQNError
 from gqn.fields import check_fields, from_dict
-from gqn.pixels import Blend, PixelEvidence, Reading, search_nll
+from gqn.pixels import Blend, PixelEvidence, Reading, search_nll, training_pixels
 
 V_DIM = 7  # the official viewpoint encoding
 SCALE = 4  # the generation grid is 1/4 of the image resolution
@@ -66,6 +66,10 @@ class GQNConfig:
     # the share of pixels whose evidence is read in a training step (a fresh random set each step;
     # the rest are the generator's alone); every pixel at eval and render
     pixel_fraction: float = field(default=1.0, metadata={"above": 0, "max": 1})
+    # k: the search along each pixel's ray also weighs the scores of its k x k neighbours (odd;
+    # 0: each ray alone); training then reads a random square patch of pixel_fraction of the
+    # frame, not a random scatter, so that the pixels it reads have their neighbours
+    search_spatial: int = field(default=0, metadata={"min": 0})
 
     def __post_init__(self):
         check_fields(self)
@@ -77,6 +81,8 @@ class GQNConfig:
             raise GQNError(
                 f"image_size must be at least 64 for the pyramid (its last layer is 8x8/8 of H/8), got {self.image_size}"
             )
+        if self.search_spatial and self.search_spatial % 2 == 0:
+            raise GQNError(f"search_spatial must be odd (or 0), got {self.search_spatial}")
         if self.near is not None and self.far is not None and self.far <= self.near:
             raise GQNError(f"far must be more than near, got near {self.near} and far {self.far}")
 
@@ -389,7 +395,12 @@ class GQN(nn.Module):
         self.observation = nn.Conv2d(config.u_channels, X_CHANNELS, 1)  # η^g: canvas -> mean image
         if config.pixel_depths:
             self.evidence = PixelEvidence(
-                config.pixel_channels, config.fov, config.near, config.far, config.pixel_depths
+                config.pixel_channels,
+                config.fov,
+                config.near,
+                config.far,
+                config.pixel_depths,
+                config.search_spatial,
             )
             self.blend = Blend(config.u_channels, self.evidence.channels)
 
@@ -430,13 +441,12 @@ class GQN(nn.Module):
         r, depth_weights = self._represent(context_x, context_v, query_v)
         if not self.config.pixel_depths:
             return r, None
-        pixels = None  # all of them, but a random share of them in training (config.pixel_fraction)
+        pixels, grid = None, None  # all of them, but a share of them in training (config.pixel_fraction)
         if self.training and self.config.pixel_fraction < 1:
-            n = context_x.shape[3] * context_x.shape[4]
-            pixels = torch.randperm(n, device=context_x.device)[
-                : max(1, round(n * self.config.pixel_fraction))
-            ]
-        return r, (self.evidence(context_x, context_v, query_v, depth_weights, pixels), pixels)
+            height, width = context_x.shape[3:]
+            patch = self.config.search_spatial > 0
+            pixels, grid = training_pixels(height, width, self.config.pixel_fraction, patch, context_x.device)
+        return r, (self.evidence(context_x, context_v, query_v, depth_weights, pixels, grid), pixels)
 
     def _fixed_inputs(self, r: torch.Tensor, query_v: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """[v_q, r] broadcast over the grid: (B, 7 + Cr, h, w)."""

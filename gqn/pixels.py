@@ -47,6 +47,7 @@ SCORE_HIDDEN = 32  # hidden units of the per-depth score
 BLEND_HIDDEN = 32  # channels of the blend's hidden layer
 SEEN = -3  # the channel of the evidence that holds the fraction of views that saw the point
 SCORE_KERNEL, SCORE_DILATIONS = 5, (1, 2, 4)  # the score's convolutions along the ray: 29 depths seen
+SPATIAL_HIDDEN = 32  # channels of the search's pass across neighbouring pixels (`spatial`)
 
 
 class Reading(NamedTuple):
@@ -61,7 +62,7 @@ class Reading(NamedTuple):
 class PixelEvidence(nn.Module):
     """context views and cameras, query camera -> `Reading` of N of its pixels."""
 
-    def __init__(self, channels: int, fov: float, near: float, far: float, depths: int):
+    def __init__(self, channels: int, fov: float, near: float, far: float, depths: int, spatial: int = 0):
         super().__init__()
         self.fov, self.near, self.far, self.depths, self.feature_channels = fov, near, far, depths, channels
         # channels = 3: the colours alone, so nothing read from the views needs a gradient
@@ -88,6 +89,21 @@ class PixelEvidence(nn.Module):
         # views + facing * cos(the angle between its ray and the query's)), over the views that see it.
         self.agreement = nn.Parameter(torch.tensor(1.0))
         self.facing = nn.Parameter(torch.tensor(0.0))
+        # spatial = k: the scores over depth of each pixel are corrected from those of its k x k
+        # neighbours (two k x k convolutions, the D depths as channels), as stereo matching
+        # aggregates its cost volume: a surface's depth varies smoothly from pixel to pixel, where
+        # one ray alone is often ambiguous. The last layer starts at zero, so the pass starts as
+        # none (and may be grown onto a model without it).
+        self.spatial = None
+        if spatial:
+            pad = spatial // 2
+            self.spatial = nn.Sequential(
+                nn.Conv2d(depths, SPATIAL_HIDDEN, spatial, padding=pad),
+                nn.ReLU(),
+                nn.Conv2d(SPATIAL_HIDDEN, depths, spatial, padding=pad),
+            )
+            nn.init.zeros_(self.spatial[-1].weight)
+            nn.init.zeros_(self.spatial[-1].bias)
 
     @property
     def channels(self) -> int:
@@ -107,10 +123,13 @@ class PixelEvidence(nn.Module):
         query_v: torch.Tensor,
         prior: torch.Tensor | None = None,
         pixels: torch.Tensor | None = None,
+        grid: tuple[int, int] | None = None,
     ) -> Reading:
         """context_x (B, K, 3, H, W), context_v (B, K, 7), query_v (B, 7), prior (B, D', h, w) the
         coarse weights over D' depths of each cell of the generation grid, or None; pixels (N,)
-        indices into the query's H W pixels (row-major), None for all of them -> `Reading`, whose
+        indices into the query's H W pixels (row-major), None for all of them; grid (h', w') with
+        h' w' = N: the pixels are a patch of the frame, row-major (needed by the spatial pass of
+        a subset of the pixels) -> `Reading`, whose
         evidence (B, C + 4, N) is the colour and features the views saw where the ray meets the
         scene (C), their colours' spread over the views (1), the fraction of views that saw it (1),
         its depth from near (0) to far (1) (1), and the largest weight over depth (1)."""
@@ -124,6 +143,10 @@ class PixelEvidence(nn.Module):
         if pixels is not None:
             direction = direction[:, pixels]  # (B, N, 3)
         n = direction.shape[1]
+        if pixels is None:
+            grid = (height, width)
+        elif self.spatial is not None and (grid is None or grid[0] * grid[1] != n):
+            raise GQNError(f"the search's spatial pass needs the {n} pixels' grid, got {grid}")
         depth = torch.linspace(self.near, self.far, d, device=query_v.device)  # (D,)
         points = origin[:, None, None] + depth[:, None, None] * direction[:, None]  # (B, D, N, 3)
         points = points.flatten(1, 2)  # (B, P, 3), depth-major
@@ -141,6 +164,8 @@ class PixelEvidence(nn.Module):
         prior_logits = 0 * rel_depth if prior is None else self._prior(prior, height, pixels).flatten(1)
         inputs = torch.cat([pooled, spread, torch.stack([count / k, rel_depth, prior_logits], 1)], 1)
         scores = self.score(inputs.view(b, -1, d, n))[:, 0] + prior_logits.view(b, d, n)
+        if self.spatial is not None:
+            scores = scores + self.spatial(scores.view(b, d, *grid)).flatten(2)
         weights = scores.softmax(1)  # (B, D, N)
 
         per_depth = torch.cat(
@@ -168,6 +193,23 @@ class PixelEvidence(nn.Module):
             align_corners=True,  # both depth grids run from near to far inclusive
         )
         return (fine.view(b, n, self.depths).transpose(1, 2) * coarse).clamp_min(1e-4).log()  # 0: uniform
+
+
+def training_pixels(
+    height: int, width: int, fraction: float, patch: bool, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, tuple[int, int] | None]:
+    """The pixels (N,) (row-major indices) whose evidence a training step reads: a random `fraction`
+    of the H W, scattered, or with `patch` a random square-ish patch of that share of the frame,
+    given with its grid (h', w'), so that the search's spatial pass sees each pixel's neighbours."""
+    n = height * width
+    if not patch:
+        return torch.randperm(n, device=device)[: max(1, round(n * fraction))], None
+    rows, cols = max(1, round(height * fraction**0.5)), max(1, round(width * fraction**0.5))
+    top = int(torch.randint(height - rows + 1, (), device=device))
+    left = int(torch.randint(width - cols + 1, (), device=device))
+    r = torch.arange(top, top + rows, device=device)
+    c = torch.arange(left, left + cols, device=device)
+    return (r[:, None] * width + c).flatten(), (rows, cols)
 
 
 def search_nll(x: torch.Tensor, reading: Reading, sigma: float) -> torch.Tensor:

@@ -7,8 +7,9 @@ from conftest import tiny
 
 from gqn.cameras import sphere_cameras
 from gqn.data import viewpoints
+from gqn.errors import GQNError
 from gqn.model import GQN
-from gqn.pixels import SEEN, Blend, PixelEvidence, Reading, pool_views, search_nll
+from gqn.pixels import SEEN, Blend, PixelEvidence, Reading, pool_views, search_nll, training_pixels
 
 FOV, NEAR, FAR = 100.0, 0.8, 5.9
 
@@ -118,3 +119,40 @@ def test_the_search_is_scored_by_the_expected_error_of_the_colour_it_copies():
     # A ray no view sees has nothing to copy and no say.
     unseen = reading._replace(seen=torch.tensor([[1.0, 0.0]]))
     assert search_nll(x, unseen, sigma=1.0).item() == 0.0
+
+
+def test_a_spatial_search_reads_a_square_patch_and_starts_as_the_search_of_one_ray():
+    torch.manual_seed(0)
+    pixels, grid = training_pixels(16, 16, 0.25, patch=True)
+    assert grid == (8, 8)
+    rows, cols = pixels // 16, pixels % 16
+    assert rows.view(8, 8)[:, 0].diff().eq(1).all() and cols.view(8, 8)[0].diff().eq(1).all()
+    assert (rows.view(8, 8) == rows.view(8, 8)[:, :1]).all()  # row-major, each row one image row
+    scattered, none = training_pixels(16, 16, 0.25, patch=False)
+    assert none is None and len(set(scattered.tolist())) == 64
+
+    plain = PixelEvidence(3, FOV, NEAR, FAR, depths=5)
+    spatial = PixelEvidence(3, FOV, NEAR, FAR, depths=5, spatial=3)
+    spatial.load_state_dict(plain.state_dict(), strict=False)
+    x, v = torch.rand(2, 3, 3, 16, 16), cameras(8, 5).view(2, 4, 7)
+    a, b = plain(x, v[:, :3], v[:, 3]), spatial(x, v[:, :3], v[:, 3])
+    torch.testing.assert_close(a.weights, b.weights)  # its last layer starts at zero
+    with pytest.raises(GQNError, match="needs the 64 pixels' grid"):
+        spatial(x, v[:, :3], v[:, 3], pixels=pixels)
+    # Once it has learned something, a pixel's depth depends on its neighbours' rays.
+    torch.nn.init.normal_(spatial.spatial[-1].weight)
+    patch = spatial(x, v[:, :3], v[:, 3], pixels=pixels, grid=grid)
+    assert not torch.allclose(patch.weights, spatial(x, v[:, :3], v[:, 3]).weights[..., pixels])
+
+
+def test_a_sharp_model_with_a_spatial_search_trains_on_patches():
+    torch.manual_seed(0)
+    model = sharp(pixel_fraction=0.25, search_spatial=3)
+    x, v = torch.rand(2, 4, 3, 16, 16), cameras(8, 6).view(2, 4, 7)
+    _, (reading, pixels) = model._scene(x[:, :3], v[:, :3], v[:, 3])
+    assert pixels.shape == (64,) and reading.weights.shape == (2, 4, 64)
+    out = model(x[:, :3], v[:, :3], x[:, 3], v[:, 3], sigma=0.7)
+    out["objective"].backward()
+    assert model.evidence.spatial[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(GQNError, match="search_spatial must be odd"):
+        sharp(search_spatial=2)

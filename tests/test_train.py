@@ -161,41 +161,31 @@ def test_init_starts_from_the_weights_with_a_new_optimizer(data, tmp_path):
 
 
 def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsys):
-    def config(name, **fields):
+    def grow(run, source, name, **fields):
+        """One step of a run of the tiny epipolar model with these fields, from `source`'s weights
+        at learning rate 0, so that what was loaded stays as it was (from scratch: the default)."""
         path = tmp_path / f"{name}.json"
         path.write_text(
             json.dumps({"model": {**PRESETS["tiny"].to_dict(), "representation": "epipolar", **fields}})
         )
-        return str(path)
+        init = {} if source is None else {"init": str(tmp_path / source), "lr_start": 0.0, "lr_end": 0.0}
+        return train(tiny(data, tmp_path / run, config=str(path), max_steps=1, **init))
 
-    source = train(tiny(data, tmp_path / "a", config=config("coarse"), max_steps=1))
-
-    still = {"lr_start": 0.0, "lr_end": 0.0}
-    grown = train(
-        tiny(
-            data,
-            tmp_path / "b",
-            config=config("sharp", pixel_depths=4),
-            max_steps=1,
-            init=str(tmp_path / "a"),
-            **still,
-        )
-    )
+    source = grow("a", None, "coarse")
+    grown = grow("b", "a", "sharp", pixel_depths=4)
     assert "the pixel evidence is new (" in capsys.readouterr().out
     old, new = load_checkpoint(source.checkpoint)["model"], load_checkpoint(grown.checkpoint)["model"]
     assert all(torch.equal(old[k], new[k]) for k in old)  # all that was learned is kept
     assert {k.split(".")[0] for k in set(new) - set(old)} == {"evidence", "blend"}
+    # A model with pixel evidence may grow the search's spatial pass, and nothing else with it.
+    spatial = grow("e", "b", "spatial", pixel_depths=4, search_spatial=3)
+    assert "the spatial pass of the search is new (4 tensors)" in capsys.readouterr().out
+    newer = load_checkpoint(spatial.checkpoint)["model"]
+    assert all(torch.equal(new[k], newer[k]) for k in new)
+    assert {k.rsplit(".", 2)[0] for k in set(newer) - set(new)} == {"evidence.spatial"}
     # Only the pixel stage may be new: any other field must still be the same.
     with pytest.raises(GQNError, match=r"another model config \(L: 2 in checkpoint, 3 asked"):
-        train(
-            tiny(
-                data,
-                tmp_path / "c",
-                config=config("deeper", pixel_depths=4, L=3),
-                max_steps=1,
-                init=str(tmp_path / "a"),
-            )
-        )
+        grow("c", "a", "deeper", pixel_depths=4, L=3)
 
 
 def test_a_checkpoint_older_than_a_model_config_field_resumes(data, tmp_path):

@@ -167,17 +167,19 @@ def test_shipped_shepard_metzler_weights_load_by_name():
 
 @pytest.mark.parametrize("name", available())
 def test_the_shipped_weights_recipe_runs_the_training_they_record(name):
-    """Every `trained_with` line parses as a `gqn train` command line; each stage resumes where the
-    one before stopped, and the last runs the recorded train config, on the recorded dataset, to
-    the recorded step."""
+    """Every `trained_with` line parses as a `gqn train` command line; each stage resumes (or, a
+    fine-tune, starts with --init) where the one before stopped, and the last runs the recorded
+    train config, on the recorded dataset, to the recorded step."""
     meta = read_description(f"pretrained:{name}")
     stages = [parse_train(command) for command in meta["trained_with"]]
-    assert stages[0].resume is None and len({s.run_dir for s in stages}) == len(stages)
+    assert stages[0].resume is None and stages[0].init is None
+    assert len({s.run_dir for s in stages}) == len(stages)
     for before, after in itertools.pairwise(stages):
-        assert after.resume == f"{before.run_dir}/checkpoints/step-{before.max_steps:08d}.pt"
+        assert (after.resume or after.init) == f"{before.run_dir}/checkpoints/step-{before.max_steps:08d}.pt"
     last = stages[-1]
     recorded = {**meta["train_config"], "max_steps": meta["step"]}  # it stopped there
-    assert learned(asdict(last), ("data",)) == learned(recorded, ("data",))
+    # --init names the checkpoint that made the weights it started from, not their pretrained name
+    assert learned(asdict(last), ("data", "init")) == learned(recorded, ("data", "init"))
     assert (dataset_of(last.data) or DATASET) == meta["dataset"]  # no --data: the built-in data
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gqn.cameras import viewpoints
+from gqn.data import view_inputs
 from gqn.errors import GQNError
 from gqn.model import GQN
 from gqn.synth import make_family
@@ -67,8 +67,11 @@ def measure(model: GQN, dataset: str, scenes: int = 20, samples: int = 8, seed: 
             scene = family.scene(rng)
             ids = family.renderer.segment(scene.cameras)  # (V, H, W)
             masks = dict(zip(("seen", "unseen"), visibility(ids[0], ids[1:])))
-            x = torch.from_numpy(scene.frames).permute(0, 3, 1, 2).float().div(255)  # (V, 3, H, W)
-            v = viewpoints(torch.from_numpy(scene.cameras).float())  # (V, 7)
+            batch = {
+                "frames": torch.from_numpy(scene.frames)[None],
+                "cameras": torch.from_numpy(scene.cameras)[None],
+            }
+            x, v = (t[0] for t in view_inputs(batch))  # (V, 3, H, W), (V, 7)
             queries = len(x) - 1
             context_x, context_v = (
                 x[:1].expand(queries, -1, -1, -1)[:, None],

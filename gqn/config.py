@@ -159,7 +159,9 @@ class TrainConfig:
     resume: str | None = field(
         default=None,
         metadata={
-            "help": "a run folder, a checkpoint file, a step number of --run-dir, or auto (--run-dir's last.pt if any)"
+            "help": "a run folder, a checkpoint file, a step number of --run-dir, or auto (--run-dir's last.pt if any); "
+            "the run goes on with the settings it was started with (model config, data, run folder, schedules), "
+            "but for the flags given again"
         },
     )
     init: str | None = field(
@@ -210,10 +212,14 @@ def add_flags(p: argparse.ArgumentParser) -> None:
             hidden_alias(p, f"--{f.name}", f.name, **options)
 
 
-def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the "train" section of a --config JSON file, then the flags given."""
-    base = read_json(args.config).get("train", {}) if args.config and args.config.endswith(".json") else {}
-    cfg = TrainConfig.from_dict(base, where=f"{args.config} (train)")
+def train_config_from_args(args: argparse.Namespace, resumed: dict | None = None) -> TrainConfig:
+    """Defaults, then the "train" section of a --config JSON file, then `resumed` (the settings of
+    the run that --resume continues, as its checkpoint records them), then the flags given."""
+    config = args.config or (resumed or {}).get("config")
+    base = read_json(config).get("train", {}) if config and config.endswith(".json") else {}
+    cfg = TrainConfig.from_dict(base, where=f"{config} (train)")
+    known = {f.name for f in fields(TrainConfig)} - {"resume"}
+    cfg = replace(cfg, **{k: v for k, v in (resumed or {}).items() if k in known})
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     return replace(cfg, **given)  # checked again, as every TrainConfig is
 

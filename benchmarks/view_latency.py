@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gqn.allocator import keep_freed_memory
 from gqn.checkpoint import Loaded, load_model
 from gqn.data import SceneDataset
 from gqn.model import GQN, PRESETS
@@ -108,6 +109,7 @@ def measure(name: str, viewer: Viewer, frames: int) -> dict:
 
 
 def main() -> None:
+    keep_freed_memory()  # as gqn's console script does before `gqn view`
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=60, help="frames timed per model")
     args = p.parse_args()

@@ -37,6 +37,7 @@ from gqn import (
     train,
     view,
 )
+from gqn.allocator import keep_freed_memory
 from gqn.arguments import HelpFormatter
 from gqn.errors import GQNError
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # before any tensor: pages are faulted in once, not at every pass
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

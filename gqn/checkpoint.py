@@ -329,7 +329,7 @@ def run_sigma(state: dict) -> float:
 
 
 # The fields of the pixel stage (gqn/pixels.py): a model without it can start one with it (--init).
-PIXEL_FIELDS = ("pixel_depths", "pixel_channels", "pixel_fraction", "search_spatial")
+PIXEL_FIELDS = ("pixel_depths", "pixel_channels", "pixel_fraction", "search_spatial", "search_hidden")
 
 
 def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict, grow: bool = False) -> bool:

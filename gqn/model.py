@@ -70,6 +70,9 @@ class GQNConfig:
     # 0: each ray alone); training then reads a random square patch of pixel_fraction of the
     # frame, not a random scatter, so that the pixels it reads have their neighbours
     search_spatial: int = field(default=0, metadata={"min": 0})
+    # hidden channels of the search's convolutions along each ray (its cost: their square, times
+    # pixel_depths, for every pixel of every view drawn)
+    search_hidden: int = field(default=32, metadata={"min": 1})
 
     def __post_init__(self):
         check_fields(self)
@@ -401,6 +404,7 @@ class GQN(nn.Module):
                 config.far,
                 config.pixel_depths,
                 config.search_spatial,
+                config.search_hidden,
             )
             self.blend = Blend(config.u_channels, self.evidence.channels)
 
@@ -602,6 +606,28 @@ class GQN(nn.Module):
         r, evidence = self._scene(context_x, context_v, query_v)
         z_mode = "prior_mean" if use_mean else "prior"
         return self._generate(r, evidence, query_v, context_x.shape[3:], z_mode, noise=noise)[0].clamp(0, 1)
+
+    @torch.no_grad()
+    def samples(
+        self,
+        context_x: torch.Tensor,
+        context_v: torch.Tensor,
+        query_v: torch.Tensor,
+        draws: list[torch.Tensor | str],
+    ) -> list[torch.Tensor]:
+        """Several predictions of one query view (each as `sample`'s) from one reading of the scene:
+        r and the pixel evidence do not depend on z, so they are computed once, not per draw. For
+        each of `draws`, a noise tensor (`noise_shape`) gives that prior sample, "mean" the prior
+        mean."""
+        r, evidence = self._scene(context_x, context_v, query_v)
+        image = context_x.shape[3:]
+        out = []
+        for draw in draws:
+            if isinstance(draw, str) and draw != "mean":
+                raise GQNError(f'a draw is a noise tensor or "mean", got {draw!r}')
+            z_mode, noise = ("prior_mean", None) if isinstance(draw, str) else ("prior", draw)
+            out.append(self._generate(r, evidence, query_v, image, z_mode, noise=noise)[0].clamp(0, 1))
+        return out
 
     @torch.no_grad()
     def canvas_steps(

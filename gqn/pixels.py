@@ -43,7 +43,6 @@ from gqn.cameras import axes, rays
 from gqn.epipolar import X_CHANNELS, gather
 from gqn.errors import GQNError
 
-SCORE_HIDDEN = 32  # hidden units of the per-depth score
 BLEND_HIDDEN = 32  # channels of the blend's hidden layer
 SEEN = -3  # the channel of the evidence that holds the fraction of views that saw the point
 SCORE_KERNEL, SCORE_DILATIONS = 5, (1, 2, 4)  # the score's convolutions along the ray: 29 depths seen
@@ -62,7 +61,16 @@ class Reading(NamedTuple):
 class PixelEvidence(nn.Module):
     """context views and cameras, query camera -> `Reading` of N of its pixels."""
 
-    def __init__(self, channels: int, fov: float, near: float, far: float, depths: int, spatial: int = 0):
+    def __init__(
+        self,
+        channels: int,
+        fov: float,
+        near: float,
+        far: float,
+        depths: int,
+        spatial: int = 0,
+        hidden: int = 32,
+    ):
         super().__init__()
         self.fov, self.near, self.far, self.depths, self.feature_channels = fov, near, far, depths, channels
         # channels = 3: the colours alone, so nothing read from the views needs a gradient
@@ -79,11 +87,9 @@ class PixelEvidence(nn.Module):
         layers, width = [], pooled
         for dilation in SCORE_DILATIONS:  # over (depth, pixel): along each ray, never across pixels
             pad = dilation * (SCORE_KERNEL // 2)
-            layers += [
-                nn.Conv2d(width, SCORE_HIDDEN, (SCORE_KERNEL, 1), padding=(pad, 0), dilation=(dilation, 1))
-            ]
+            layers += [nn.Conv2d(width, hidden, (SCORE_KERNEL, 1), padding=(pad, 0), dilation=(dilation, 1))]
             layers += [nn.ReLU()]
-            width = SCORE_HIDDEN
+            width = hidden
         self.score = nn.Sequential(*layers, nn.Conv2d(width, 1, 1))
         # Each view's weight at a point: exp(-agreement * its squared distance from the mean of the
         # views + facing * cos(the angle between its ray and the query's)), over the views that see it.

@@ -90,19 +90,27 @@ def nearest_view(
 
 
 def predict_views(
-    model: GQN, x: torch.Tensor, v: torch.Tensor, cameras: torch.Tensor, k: int
+    model: GQN,
+    x: torch.Tensor,
+    v: torch.Tensor,
+    cameras: torch.Tensor,
+    k: int,
+    first: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """From the first k views of each scene as context, predict all the others.
 
     x (B, V, 3, H, W), v (B, V, 7), cameras (B, V, 5) -> {method: (B, V - k, 3, H, W)} for the
-    prior mean and the nearest-view baseline.
+    prior mean and the nearest-view baseline. first: the prior mean of view k (B, 3, H, W) if
+    already drawn.
     """
     context_x, context_v = x[:, :k], v[:, :k]
     queries = range(k, x.shape[1])
+    prior_mean = [first] if first is not None else []
+    prior_mean += [
+        model.sample(context_x, context_v, v[:, q], use_mean=True) for q in queries[len(prior_mean) :]
+    ]
     return {
-        "prior_mean": torch.stack(
-            [model.sample(context_x, context_v, v[:, q], use_mean=True) for q in queries], 1
-        ),
+        "prior_mean": torch.stack(prior_mean, 1),
         "nearest_view": torch.stack(
             [nearest_view(context_x.cpu(), cameras[:, :k], cameras[:, q]).to(x.device) for q in queries],
             1,
@@ -168,11 +176,12 @@ def score_batch(
     x, v = view_inputs(batch, device)
     context_x, context_v, query_x, query_v = x[:, :k], v[:, :k], x[:, k], v[:, k]
     out = model(context_x, context_v, query_x, query_v, sigma, noise=noises[0], per_image=True)
-    views = predict_views(model, x, v, batch["cameras"], k)
+    prior_mean, *prior_samples = model.samples(context_x, context_v, query_v, ["mean", *noises[1:]])
+    views = predict_views(model, x, v, batch["cameras"], k, first=prior_mean)
     predictions = {
         "posterior": [out["mean"].clamp(0, 1)],
-        "prior_mean": [views["prior_mean"][:, 0]],
-        "prior_sample": [model.sample(context_x, context_v, query_v, noise=n) for n in noises[1:]],
+        "prior_mean": [prior_mean],
+        "prior_sample": prior_samples,
         "context_mean": [context_x.mean(1)],
         "nearest_view": [views["nearest_view"][:, 0]],
     }

@@ -80,6 +80,22 @@ def sharp(**fields):
     return GQN(tiny(representation="epipolar", fov=FOV, near=NEAR, far=FAR, pixel_depths=4, **fields))
 
 
+def test_several_draws_read_the_scene_once_and_equal_one_draw_each():
+    torch.manual_seed(0)
+    model = sharp().eval()
+    cx, cv, qv = torch.rand(2, 3, 3, 32, 32), torch.randn(2, 3, 7), torch.randn(2, 7)
+    noises = [torch.randn(model.noise_shape(2, 32, 32)) for _ in range(2)]
+    reads = []
+    model.evidence.register_forward_hook(lambda *_: reads.append(1))
+    mean, *draws = model.samples(cx, cv, qv, ["mean", *noises])
+    assert len(reads) == 1  # the pixel evidence, read once for the three
+    assert torch.equal(mean, model.sample(cx, cv, qv, use_mean=True))
+    assert all(torch.equal(d, model.sample(cx, cv, qv, noise=n)) for d, n in zip(draws, noises))
+    assert not torch.equal(draws[0], draws[1])
+    with pytest.raises(GQNError, match="a draw is a noise tensor or \"mean\", got 'median'"):
+        model.samples(cx, cv, qv, ["median"])
+
+
 def test_training_reads_a_share_of_the_pixels_and_prediction_reads_them_all():
     torch.manual_seed(0)
     model = sharp(pixel_fraction=0.25)

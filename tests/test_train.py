@@ -172,13 +172,14 @@ def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsy
         return train(tiny(data, tmp_path / run, config=str(path), max_steps=1, **init))
 
     source = grow("a", None, "coarse")
-    grown = grow("b", "a", "sharp", pixel_depths=4)
+    grown = grow("b", "a", "sharp", pixel_depths=4, search_hidden=8)
     assert "the pixel evidence is new (" in capsys.readouterr().out
     old, new = load_checkpoint(source.checkpoint)["model"], load_checkpoint(grown.checkpoint)["model"]
     assert all(torch.equal(old[k], new[k]) for k in old)  # all that was learned is kept
     assert {k.split(".")[0] for k in set(new) - set(old)} == {"evidence", "blend"}
+    assert new["evidence.score.0.weight"].shape[0] == 8  # search_hidden
     # A model with pixel evidence may grow the search's spatial pass, and nothing else with it.
-    spatial = grow("e", "b", "spatial", pixel_depths=4, search_spatial=3)
+    spatial = grow("e", "b", "spatial", pixel_depths=4, search_hidden=8, search_spatial=3)
     assert "the spatial pass of the search is new (4 tensors)" in capsys.readouterr().out
     newer = load_checkpoint(spatial.checkpoint)["model"]
     assert all(torch.equal(new[k], newer[k]) for k in new)
@@ -435,7 +436,13 @@ def test_resume_alone_goes_on_with_the_runs_own_settings(data, tmp_path):
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert state["step"] == 4 and [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]
     went_on = {k: state["train_config"][k] for k in ("config", "data", "batch_size", "run_dir", "eval_every")}
-    assert went_on == {"config": "tiny", "data": data, "batch_size": 2, "run_dir": str(run_dir), "eval_every": 0}
+    assert went_on == {
+        "config": "tiny",
+        "data": data,
+        "batch_size": 2,
+        "run_dir": str(run_dir),
+        "eval_every": 0,
+    }
     assert state["train_config"]["lr_start"] == 2e-3  # given again
 
 

@@ -15,7 +15,6 @@ between passes. Every gqn verb is one job whose peak it needs again soon after.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameters (glibc's malloc.h)
 NEVER_TRIM = 2**31 - 1  # bytes (an int): free memory at the heap's top kept, at most
@@ -25,13 +24,12 @@ def keep_freed_memory() -> bool:
     """Ask glibc's malloc to serve large blocks from the heap, not mmap, and to keep what is
     freed; True if it did, False where the C library is not glibc (macOS, musl) and nothing
     changed."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(None)  # the C library this process already runs on
+    except OSError:
         return False
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))

@@ -50,6 +50,7 @@ import torch
 
 from gqn import __version__
 from gqn.data.table import SPLITS
+from gqn.defaults import is_builtin
 from gqn.errors import GQNError
 from gqn.files import atomic_write, write_json, writing
 from gqn.model import GQN, GQNConfig
@@ -293,6 +294,26 @@ def resume_state(
             print(f"{init}: {new} is new ({len(missing)} tensors); the rest is loaded from it")
         return Resumed(None, init_origin=loaded.origin, init=loaded)  # pretrained weights: what made them
     return Resumed(None)
+
+
+def run_settings(resume: str, run_dir: str | os.PathLike) -> dict:
+    """The settings of the run that `resume` (--resume, resolved as `resume_state` does against
+    `run_dir`) continues, as its checkpoint's train config records them, so that `gqn train
+    --resume RUN` goes on as RUN was started; empty for auto with nothing yet to resume. The run
+    folder is where the checkpoint was found, not the one it recorded (the run may have moved, or
+    been started from another directory); the built-in data is found anew (its cache may be
+    elsewhere here)."""
+    if resume == "auto" and not (checkpoint_dir(run_dir) / "last.pt").exists():
+        return {}
+    path = resolve(str(run_dir) if resume == "auto" else resume, run_dir, "--resume")
+    settings = dict(load_checkpoint(path).get("train_config") or {})
+    if resume == "auto" or resume.isdigit():
+        settings["run_dir"] = str(run_dir)
+    else:
+        settings["run_dir"] = str(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+    if settings.get("data") is not None and is_builtin(settings["data"]):
+        settings["data"] = None
+    return settings
 
 
 def describe(path: str | os.PathLike, state: dict) -> Loaded:

@@ -212,6 +212,16 @@ def add_flags(p: argparse.ArgumentParser) -> None:
             hidden_alias(p, f"--{f.name}", f.name, **options)
 
 
+def run_dir_of(args: argparse.Namespace) -> str:
+    """The run folder the flags name: --run-dir, else the --config JSON's, else the default."""
+    config = args.config if args.config and args.config.endswith(".json") else None
+    return (
+        args.run_dir
+        or (read_json(config).get("train", {}) if config else {}).get("run_dir")
+        or TrainConfig.run_dir
+    )
+
+
 def train_config_from_args(args: argparse.Namespace, resumed: dict | None = None) -> TrainConfig:
     """Defaults, then the "train" section of a --config JSON file, then `resumed` (the settings of
     the run that --resume continues, as its checkpoint records them), then the flags given."""

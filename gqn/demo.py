@@ -37,10 +37,11 @@ from gqn.plots import training_curves
 from gqn.scoring import SCENES, evaluate, fit_scenes, format_table, gain_over_baselines
 from gqn.train import TrainConfig, train
 
-# The shipped shepard_metzler_5_parts weights' recipe (warm-up, sigma schedule, seed) with what
+# The recipe of the shipped shepard_metzler_5_parts weights' first stage (the epipolar model,
+# before pixel evidence was grown onto it: warm-up, sigma schedule, seed) with what
 # benchmarks/learning.py measured best for ten minutes of this machine: batch 8 at twice the
-# paper's learning rate, and the epipolar preset's 16 depths (the shipped weights: batch 16,
-# 5e-4, 32 depths). Ten minutes are the warm-up's first ~1,300 steps: a shape that turns.
+# paper's learning rate, and the epipolar preset's 16 depths (that stage: batch 16, 5e-4, 32
+# depths). Ten minutes are the warm-up's first ~1,300 steps: a shape that turns.
 RECIPE = {
     "config": "epipolar",
     "batch_size": 8,

@@ -19,6 +19,7 @@ import socket
 import torch
 import torch.distributed as dist
 
+from gqn.allocator import keep_freed_memory
 from gqn.errors import GQNError
 
 
@@ -61,6 +62,7 @@ def _spawned(local_rank: int, fn, arg, world: int, port: int) -> None:
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
+    keep_freed_memory()  # a fresh interpreter: as gqn's console script does
     fn(arg)
 
 

@@ -29,16 +29,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from gqn.checkpoint import (
-    checkpoint_dir,
-    load_checkpoint,
-    remove_leftovers,
-    resolve,
-    resume_state,
-    save_checkpoint,
-    training_state,
-)
-from gqn.config import TrainConfig, add_flags, get_config, train_config_from_args, with_cameras
+from gqn.checkpoint import remove_leftovers, resume_state, run_settings, save_checkpoint, training_state
+from gqn.config import TrainConfig, add_flags, get_config, run_dir_of, train_config_from_args, with_cameras
 from gqn.data import SceneDataset, make_loader, model_inputs
 from gqn.defaults import dataset_path
 from gqn.errors import DataError, GQNError
@@ -278,21 +270,8 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def resumed_settings(args) -> dict:
-    """The settings of the run that --resume continues (its checkpoint's train config): what the
-    flags not given again take, so that `gqn train --resume RUN` goes on as RUN was started.
-    Empty without --resume, or with auto and nothing yet to resume."""
-    if args.resume is None:
-        return {}
-    run_dir = args.run_dir or TrainConfig.run_dir
-    if args.resume == "auto" and not (checkpoint_dir(run_dir) / "last.pt").exists():
-        return {}
-    path = resolve(run_dir if args.resume == "auto" else args.resume, run_dir, "--resume")
-    return dict(load_checkpoint(path).get("train_config") or {})
-
-
 def run(args) -> int:
-    cfg = train_config_from_args(args, resumed_settings(args))
+    cfg = train_config_from_args(args, args.resume and run_settings(args.resume, run_dir_of(args)))
     get_config(cfg.config)  # an unknown model config is an error before anything starts
     if cfg.data_parallel and "WORLD_SIZE" not in os.environ:
         gpus = torch.cuda.device_count()

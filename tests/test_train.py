@@ -426,13 +426,16 @@ def test_resume_auto_starts_fresh_then_continues(data, tmp_path):
 
 def test_resume_alone_goes_on_with_the_runs_own_settings(data, tmp_path):
     """`gqn train --resume RUN` needs none of RUN's flags again: its model config, data, batch size
-    and run folder come from its checkpoint, and a flag given again wins."""
+    and schedules come from its checkpoint, the run folder is where RUN is now (it was moved),
+    and a flag given again wins."""
     from gqn.cli import main
 
-    run_dir, flags = tmp_path / "run", ["--workers", "0", "--eval-every", "0", "--log-every", "1"]
-    started = ["--data", data, "--run-dir", str(run_dir), "--config", "tiny", "--batch-size", "2"]
+    first, flags = tmp_path / "run", ["--workers", "0", "--eval-every", "0", "--log-every", "1"]
+    started = ["--data", data, "--run-dir", str(first), "--config", "tiny", "--batch-size", "2"]
     assert main(["train", *started, "--max-steps", "2", "--lr-start", "1e-3", *flags]) == 0
+    run_dir = first.rename(tmp_path / "moved")
     assert main(["train", "--resume", str(run_dir), "--max-steps", "4", "--lr-start", "2e-3"]) == 0
+    assert not first.exists()
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert state["step"] == 4 and [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3, 4]
     went_on = {k: state["train_config"][k] for k in ("config", "data", "batch_size", "run_dir", "eval_every")}

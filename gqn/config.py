@@ -212,22 +212,21 @@ def add_flags(p: argparse.ArgumentParser) -> None:
             hidden_alias(p, f"--{f.name}", f.name, **options)
 
 
+def train_section(config: str | None) -> dict:
+    """The "train" section of a --config JSON file; empty for a preset or no config."""
+    return read_json(config).get("train", {}) if config and config.endswith(".json") else {}
+
+
 def run_dir_of(args: argparse.Namespace) -> str:
     """The run folder the flags name: --run-dir, else the --config JSON's, else the default."""
-    config = args.config if args.config and args.config.endswith(".json") else None
-    return (
-        args.run_dir
-        or (read_json(config).get("train", {}) if config else {}).get("run_dir")
-        or TrainConfig.run_dir
-    )
+    return args.run_dir or train_section(args.config).get("run_dir") or TrainConfig.run_dir
 
 
 def train_config_from_args(args: argparse.Namespace, resumed: dict | None = None) -> TrainConfig:
     """Defaults, then the "train" section of a --config JSON file, then `resumed` (the settings of
     the run that --resume continues, as its checkpoint records them), then the flags given."""
     config = args.config or (resumed or {}).get("config")
-    base = read_json(config).get("train", {}) if config and config.endswith(".json") else {}
-    cfg = TrainConfig.from_dict(base, where=f"{config} (train)")
+    cfg = TrainConfig.from_dict(train_section(config), where=f"{config} (train)")
     known = {f.name for f in fields(TrainConfig)} - {"resume"}
     cfg = replace(cfg, **{k: v for k, v in (resumed or {}).items() if k in known})
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}

@@ -31,11 +31,10 @@ SCENES = {"eval batch": 20, "training step": 8, "epipolar eval batch": 20}
 
 
 def job(name: str, passes: int) -> dict:
-    from gqn.config import get_config
+    from gqn.config import get_config, with_cameras
     from gqn.model import GQN
 
-    config = get_config(str(ROOT / "configs" / "sharp-grown.json"))
-    config = replace(config, fov=100.0, near=0.8, far=5.9)  # the built-in data's cameras
+    config = with_cameras(get_config(str(ROOT / "configs" / "sharp-grown.json")), "shepard_metzler_5_parts")
     if name.startswith("epipolar"):
         config = replace(config, pixel_depths=0)
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gqn.allocator import keep_freed_memory
-from gqn.config import get_config
+from gqn.config import get_config, with_cameras
 from gqn.model import GQN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--views", type=int, default=8, help="views timed per size")
     args = p.parse_args()
-    base = replace(get_config(str(ROOT / "configs" / "sharp-grown.json")), fov=100.0, near=0.8, far=5.9)
+    base = with_cameras(get_config(str(ROOT / "configs" / "sharp-grown.json")), "shepard_metzler_5_parts")
     torch.manual_seed(0)
     cx, cv, qv = torch.rand(1, 3, 3, 64, 64), torch.randn(1, 3, 7), torch.randn(1, 7)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.views} views each")

@@ -603,9 +603,7 @@ class GQN(nn.Module):
         """A prediction of the query view (B, 3, H, W) in [0, 1]: z drawn from the prior at each
         step (under the torch RNG, so `torch.manual_seed` makes it repeatable, or from `noise`),
         or its mean with use_mean."""
-        r, evidence = self._scene(context_x, context_v, query_v)
-        z_mode = "prior_mean" if use_mean else "prior"
-        return self._generate(r, evidence, query_v, context_x.shape[3:], z_mode, noise=noise)[0].clamp(0, 1)
+        return self.samples(context_x, context_v, query_v, ["mean" if use_mean else noise])[0]
 
     @torch.no_grad()
     def samples(
@@ -613,12 +611,12 @@ class GQN(nn.Module):
         context_x: torch.Tensor,
         context_v: torch.Tensor,
         query_v: torch.Tensor,
-        draws: list[torch.Tensor | str],
+        draws: list[torch.Tensor | str | None],
     ) -> list[torch.Tensor]:
         """Several predictions of one query view (each as `sample`'s) from one reading of the scene:
         r and the pixel evidence do not depend on z, so they are computed once, not per draw. For
-        each of `draws`, a noise tensor (`noise_shape`) gives that prior sample, "mean" the prior
-        mean."""
+        each of `draws`, a noise tensor (`noise_shape`) gives that prior sample, None a prior sample
+        drawn from torch's RNG, "mean" the prior mean."""
         r, evidence = self._scene(context_x, context_v, query_v)
         image = context_x.shape[3:]
         out = []

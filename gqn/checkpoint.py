@@ -350,7 +350,14 @@ def run_sigma(state: dict) -> float:
 
 
 # The fields of the pixel stage (gqn/pixels.py): a model without it can start one with it (--init).
-PIXEL_FIELDS = ("pixel_depths", "pixel_channels", "pixel_fraction", "search_spatial", "search_hidden")
+PIXEL_FIELDS = (
+    "pixel_depths",
+    "pixel_channels",
+    "pixel_fraction",
+    "search_spatial",
+    "search_hidden",
+    "pixel_visibility",
+)
 
 
 def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict, grow: bool = False) -> bool:

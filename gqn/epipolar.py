@@ -23,7 +23,7 @@ exactly, so where a point of the ray lands in a context view (its epipolar line)
 The generation network, the inference network and the ELBO take r as they take the tower's.
 
 Shapes: B batch, K context views, C feature channels, D depths along each ray, h x w the query's
-generation grid (H/4 x W/4), H' x W' the feature maps (H/2 x W/2).
+generation grid (H/4 x W/4 at the paper's grid_scale), H' x W' the feature maps (H/2 x W/2).
 """
 
 from __future__ import annotations

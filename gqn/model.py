@@ -2,7 +2,8 @@
 Science 2018): representation network, generation network, inference network and the ELBO.
 
 Shapes, used throughout this file:
-  B batch, K context views, H x W frames (3 channels), h x w = H/4 x W/4 the generation grid,
+  B batch, K context views, H x W frames (3 channels), h x w = H/s x W/s the generation grid
+  (s = grid_scale, the paper's 4),
   L generation steps, Cr representation channels, Ch LSTM hidden channels, Cu canvas channels,
   Cz latent channels. v is the 7-D viewpoint (x, y, z, sin yaw, cos yaw, sin pitch, cos pitch).
 
@@ -31,13 +32,13 @@ from gqn.fields import check_fields, from_dict
 from gqn.pixels import Blend, PixelEvidence, Reading, search_nll, training_pixels
 
 V_DIM = 7  # the official viewpoint encoding
-SCALE = 4  # the generation grid is 1/4 of the image resolution
+SCALE = 4  # the tower's r is at 1/4 of the frame, and the default grid_scale (the paper's grid)
 
 
 @dataclass(frozen=True)
 class GQNConfig:
-    # frames the model learned from (H = W; gqn train sets it); any multiple of 4 runs
-    image_size: int = field(default=64, metadata={"min": 8, "multiple_of": SCALE})
+    # frames the model learned from (H = W; gqn train sets it); any multiple of grid_scale runs
+    image_size: int = field(default=64, metadata={"min": 8})
     # "tower", "pool" (tower, averaged to 1x1), "pyramid" (the paper's three), or "epipolar"
     # (E-GQN: one r per cell of the query's grid, gathered along its ray; gqn/epipolar.py)
     representation: str = "tower"
@@ -73,6 +74,13 @@ class GQNConfig:
     # hidden channels of the search's convolutions along each ray (its cost: their square, times
     # pixel_depths, for every pixel of every view drawn)
     search_hidden: int = field(default=32, metadata={"min": 1})
+    # per-view visibility in the pixel evidence: each context view's own surface depth (the coarse
+    # epipolar attention from the other context views) tells where it is occluded (epipolar only)
+    pixel_visibility: bool = False
+    # the generation grid (r, the cores, z) is H/grid_scale x W/grid_scale: the paper's 4 (16 x 16
+    # at 64 px); 8 keeps 16 x 16 at 128 px, where the pixel evidence gives the full resolution
+    # (the tower's r is at 1/4, so it needs 4; the epipolar, pool and pyramid take any)
+    grid_scale: int = field(default=SCALE, metadata={"min": 1})
 
     def __post_init__(self):
         check_fields(self)
@@ -83,6 +91,18 @@ class GQNConfig:
         if self.representation == "pyramid" and self.image_size < 64:
             raise GQNError(
                 f"image_size must be at least 64 for the pyramid (its last layer is 8x8/8 of H/8), got {self.image_size}"
+            )
+        if self.image_size % self.grid_scale:
+            raise GQNError(
+                f"image_size must be a multiple of grid_scale {self.grid_scale}, got {self.image_size}"
+            )
+        if self.representation == "tower" and self.grid_scale != SCALE:
+            raise GQNError(
+                f"the tower's r is at 1/{SCALE} of the frame: grid_scale must be {SCALE}, got {self.grid_scale}"
+            )
+        if self.pixel_visibility and not (self.pixel_depths and self.representation == "epipolar"):
+            raise GQNError(
+                "pixel_visibility needs pixel evidence (pixel_depths > 0) and the epipolar representation"
             )
         if self.search_spatial and self.search_spatial % 2 == 0:
             raise GQNError(f"search_spatial must be odd (or 0), got {self.search_spatial}")
@@ -274,7 +294,8 @@ class GenerationCore(nn.Module):
         k = cfg.kernel_size
         self.zero_state = zero_state
         self.lstm = ConvLSTM(V_DIM + cfg.r_channels, cfg.z_channels, cfg.h_channels, k, zero_state)
-        self.delta = nn.ConvTranspose2d(cfg.h_channels, cfg.u_channels, SCALE, stride=SCALE)
+        s = cfg.grid_scale
+        self.delta = nn.ConvTranspose2d(cfg.h_channels, cfg.u_channels, s, stride=s)
         self.prior = (
             Constant(2 * cfg.z_channels)
             if zero_state
@@ -301,25 +322,25 @@ class GenerationCore(nn.Module):
 class InferenceCore(nn.Module):
     """C^e: [x_q, v_q, r, h_g, u] and its state -> (h_e, c_e); the posterior η^e(h_e).
 
-    x_q enters as its 4x4 pixel blocks stacked into 48 channels (lossless, no parameters); the
-    canvas u through a learned 4x4 stride-4 convolution. zero_state: this core runs only at the
-    first step, where h_g, u and h_e are all 0, so it has no weights for them.
+    x_q enters as its s x s pixel blocks (s = grid_scale; the paper's 4x4) stacked into 3 s^2
+    channels (lossless, no parameters); the canvas u through a learned s x s stride-s convolution.
+    zero_state: this core runs only at the first step, where h_g, u and h_e are all 0, so it has
+    no weights for them.
     """
 
     def __init__(self, cfg: GQNConfig, zero_state: bool = False):
         super().__init__()
         k = cfg.kernel_size
         self.zero_state = zero_state
-        fixed = X_CHANNELS * SCALE * SCALE + V_DIM + cfg.r_channels
+        s = cfg.grid_scale
+        fixed = X_CHANNELS * s * s + V_DIM + cfg.r_channels
         step = 0 if zero_state else cfg.h_channels + cfg.u_channels
-        self.downsample_u = (
-            None if zero_state else nn.Conv2d(cfg.u_channels, cfg.u_channels, SCALE, stride=SCALE)
-        )
+        self.downsample_u = None if zero_state else nn.Conv2d(cfg.u_channels, cfg.u_channels, s, stride=s)
         self.lstm = ConvLSTM(fixed, step, cfg.h_channels, k, zero_state)
         self.posterior = nn.Conv2d(cfg.h_channels, 2 * cfg.z_channels, k, padding=k // 2)
 
     def gates_of(self, fixed: torch.Tensor) -> torch.Tensor:
-        """[x_q blocks, v_q, r] (B, 48 + 7 + Cr, h, w) -> its part of the gates, once for all steps."""
+        """[x_q blocks, v_q, r] (B, 3 s^2 + 7 + Cr, h, w) -> its part of the gates, once for all steps."""
         return self.lstm.gates_of(fixed)
 
     def forward(
@@ -405,6 +426,7 @@ class GQN(nn.Module):
                 config.pixel_depths,
                 config.search_spatial,
                 config.search_hidden,
+                config.pixel_visibility,
             )
             self.blend = Blend(config.u_channels, self.evidence.channels)
 
@@ -418,9 +440,9 @@ class GQN(nn.Module):
     def represent(
         self, context_x: torch.Tensor, context_v: torch.Tensor, query_v: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """context_x (B, K, 3, H, W), context_v (B, K, 7) -> r (B, Cr, H/4, W/4) or (B, Cr, 1, 1),
+        """context_x (B, K, 3, H, W), context_v (B, K, 7) -> r (B, Cr, H/4, W/4) (tower) or (B, Cr, 1, 1),
         the sum of the per-view representations; for the epipolar representation, r of the query
-        camera query_v (B, 7), one per cell of its grid: (B, Cr, H/4, W/4)."""
+        camera query_v (B, 7), one per cell of its grid: (B, Cr, h, w)."""
         return self._represent(context_x, context_v, query_v)[0]
 
     def _represent(
@@ -432,7 +454,7 @@ class GQN(nn.Module):
         if self.query_dependent:
             if query_v is None:
                 raise GQNError("the epipolar representation is the query camera's: pass query_v")
-            grid = (context_x.shape[3] // SCALE, context_x.shape[4] // SCALE)
+            grid = self.grid(*context_x.shape[3:])
             return self.representation(context_x, context_v, query_v, grid)
         r = self.representation(context_x.flatten(0, 1), context_v.flatten(0, 1))
         return r.unflatten(0, (b, k)).sum(1), None
@@ -450,7 +472,26 @@ class GQN(nn.Module):
             height, width = context_x.shape[3:]
             patch = self.config.search_spatial > 0
             pixels, grid = training_pixels(height, width, self.config.pixel_fraction, patch, context_x.device)
-        return r, (self.evidence(context_x, context_v, query_v, depth_weights, pixels, grid), pixels)
+        surfaces = self._surfaces(context_x, context_v) if self.config.pixel_visibility else None
+        return r, (
+            self.evidence(context_x, context_v, query_v, depth_weights, pixels, grid, surfaces),
+            pixels,
+        )
+
+    @torch.no_grad()
+    def _surfaces(self, context_x: torch.Tensor, context_v: torch.Tensor) -> torch.Tensor | None:
+        """The depth each context view sees in each cell of its own grid (B, K, h, w), from the
+        coarse epipolar attention with the other K - 1 views as context (its expected depth); None
+        for one view. Geometry for the pixel evidence's depth test, so no gradient flows back."""
+        b, k = context_x.shape[:2]
+        if k < 2:
+            return None
+        others = torch.tensor([[j for j in range(k) if j != i] for i in range(k)], device=context_x.device)
+        cx = context_x[:, others].flatten(0, 1)  # (B K, K - 1, 3, H, W)
+        cv = context_v[:, others].flatten(0, 1)  # (B K, K - 1, 7)
+        _, weights = self.representation(cx, cv, context_v.flatten(0, 1), self.grid(*context_x.shape[3:]))
+        depth = torch.linspace(self.config.near, self.config.far, weights.shape[1], device=weights.device)
+        return torch.einsum("ndhw,d->nhw", weights.float(), depth).unflatten(0, (b, k))
 
     def _fixed_inputs(self, r: torch.Tensor, query_v: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """[v_q, r] broadcast over the grid: (B, 7 + Cr, h, w)."""
@@ -504,7 +545,7 @@ class GQN(nn.Module):
         shadow, use_mean = z_mode == "shadow", z_mode.endswith("_mean") or z_mode == "shadow"
         cfg = self.config
         b = r.shape[0]
-        grid = (image[0] // SCALE, image[1] // SCALE)
+        grid = self.grid(*image)
         fixed = self._fixed_inputs(r, query_v, grid)
         h_g = r.new_zeros(b, cfg.h_channels, *grid)
         c_g = torch.zeros_like(h_g)
@@ -512,7 +553,7 @@ class GQN(nn.Module):
         g_gates = [core.gates_of(fixed) for core in self.generation]
         if infer:
             h_e, c_e = torch.zeros_like(h_g), torch.zeros_like(h_g)
-            x_blocks = F.pixel_unshuffle(query_x, SCALE)  # (B, 48, h, w)
+            x_blocks = F.pixel_unshuffle(query_x, cfg.grid_scale)  # (B, 3 s^2, h, w): 48 at s = 4
             e_fixed = torch.cat([x_blocks, fixed.detach() if shadow else fixed], 1)
             e_gates = [core.gates_of(e_fixed) for core in self.inference]
         kls = []
@@ -588,8 +629,12 @@ class GQN(nn.Module):
         }
 
     def noise_shape(self, batch: int, height: int, width: int) -> tuple[int, ...]:
-        """Shape of the standard normal draws for z of a batch: (L, B, Cz, H/4, W/4)."""
-        return (self.config.L, batch, self.config.z_channels, height // SCALE, width // SCALE)
+        """Shape of the standard normal draws for z of a batch: (L, B, Cz, h, w), the grid's."""
+        return (self.config.L, batch, self.config.z_channels, *self.grid(height, width))
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """The generation grid (h, w) of frames of H x W: (H/4, W/4) at the paper's grid_scale."""
+        return height // self.config.grid_scale, width // self.config.grid_scale
 
     @torch.no_grad()
     def sample(
@@ -659,5 +704,8 @@ class GQN(nn.Module):
                 f"context_v must be (B, K, 7) = {(*context_x.shape[:2], V_DIM)}, got {tuple(context_v.shape)}"
             )
         h, w = context_x.shape[3:]
-        if h % SCALE or w % SCALE or min(h, w) < 8:
-            raise GQNError(f"frames of {w}x{h} pixels: width and height must be multiples of 4 (at least 8)")
+        s = self.config.grid_scale
+        if h % s or w % s or min(h, w) < 8:
+            raise GQNError(
+                f"frames of {w}x{h} pixels: width and height must be multiples of {s} (at least 8)"
+            )

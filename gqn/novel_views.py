@@ -37,7 +37,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def z_noise(model: GQN, draws: int, image: tuple[int, int], seed: int) -> torch.Tensor:
-    """Noise for z of `draws` images (H, W): (L, draws, Cz, H/4, W/4), draw i the same whatever the
+    """Noise for z of `draws` images (H, W): (L, draws, Cz, h, w), draw i the same whatever the
     number of draws."""
     generator = torch.Generator().manual_seed(seed)
     return torch.cat(

@@ -1,6 +1,6 @@
 """Pixel-level evidence: what the context views saw where each output pixel's ray meets the scene.
 
-The representation and the generator work on the H/4 x W/4 grid, so alone they must invent every
+The representation and the generator work on the H/4 x W/4 grid (H/grid_scale), so alone they must invent every
 edge. The context views hold the sharp colours at full resolution, and the cameras say exactly
 where each query pixel's ray lands in them. For every output pixel this module:
 
@@ -9,8 +9,11 @@ where each query pixel's ray lands in them. For every output pixel this module:
      few learned features, read bilinearly);
   2. at each depth, pools the views robustly: each view is weighed by how well it agrees with the
      others there (an occluded view reads the occluder and disagrees) and by how nearly its ray
-     runs along the query's (IBRNet, Wang et al. 2021, weighs observed colours likewise); the pooled
-     features, their spread over the views and the fraction of views that see the point are scored;
+     runs along the query's (IBRNet, Wang et al. 2021, weighs observed colours likewise), and with
+     `visibility` by whether the point lies behind the surface that view itself sees (its depth
+     from the coarse epipolar attention with the other views as context: a depth test, as shadow
+     maps do); the pooled features, their spread over the views and the fraction of views that see
+     the point are scored;
   3. a softmax over the D depths (attention along the ray, as the coarse epipolar representation
      does per cell, whose own weights over depth enter as a prior) picks where the ray meets the
      surface, and gives the pixel its evidence: the colour the views saw there, how much they
@@ -33,13 +36,14 @@ H x W the query's frame (the context views' too), P = D H W points.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gqn.cameras import axes, rays
+from gqn.cameras import axes, project, rays
 from gqn.epipolar import X_CHANNELS, gather
 from gqn.errors import GQNError
 
@@ -70,6 +74,7 @@ class PixelEvidence(nn.Module):
         depths: int,
         spatial: int = 0,
         hidden: int = 32,
+        visibility: bool = False,
     ):
         super().__init__()
         self.fov, self.near, self.far, self.depths, self.feature_channels = fov, near, far, depths, channels
@@ -100,6 +105,15 @@ class PixelEvidence(nn.Module):
         # aggregates its cost volume: a surface's depth varies smoothly from pixel to pixel, where
         # one ray alone is often ambiguous. The last layer starts at zero, so the pass starts as
         # none (and may be grown onto a model without it).
+        # visibility: a view whose own surface (`surfaces`) lies nearer to it than the point is
+        # taken to be occluded there: its pooling logit loses exp(occlusion) x how far behind the
+        # surface the point lies, as a fraction of the depth range, less `margin` (the coarse
+        # surface is blurred); learned in log space from 10 and 0.05, so that a point a third of
+        # the range behind loses a factor of about e^3.
+        self.occlusion = self.margin = None
+        if visibility:
+            self.occlusion = nn.Parameter(torch.tensor(math.log(10.0)))
+            self.margin = nn.Parameter(torch.tensor(0.05))
         self.spatial = None
         if spatial:
             pad = spatial // 2
@@ -130,12 +144,15 @@ class PixelEvidence(nn.Module):
         prior: torch.Tensor | None = None,
         pixels: torch.Tensor | None = None,
         grid: tuple[int, int] | None = None,
+        surfaces: torch.Tensor | None = None,
     ) -> Reading:
         """context_x (B, K, 3, H, W), context_v (B, K, 7), query_v (B, 7), prior (B, D', h, w) the
         coarse weights over D' depths of each cell of the generation grid, or None; pixels (N,)
         indices into the query's H W pixels (row-major), None for all of them; grid (h', w') with
         h' w' = N: the pixels are a patch of the frame, row-major (needed by the spatial pass of
-        a subset of the pixels) -> `Reading`, whose
+        a subset of the pixels); surfaces (B, K, h, w) the depth each context view sees in each
+        cell of its own grid (`gqn.model.GQN`), or None: every view that frames a point sees it
+        -> `Reading`, whose
         evidence (B, C + 4, N) is the colour and features the views saw where the ray meets the
         scene (C), their colours' spread over the views (1), the fraction of views that saw it (1),
         its depth from near (0) to far (1) (1), and the largest weight over depth (1)."""
@@ -162,7 +179,13 @@ class PixelEvidence(nn.Module):
         toward_query = F.normalize(points - origin[:, None], dim=-1)  # (B, P, 3)
         toward_view = F.normalize(points[:, None] - axes(context_v.float())[0][:, :, None], dim=-1)
         facing = (toward_view * toward_query[:, None]).sum(-1)  # (B, K, P)
-        pooled, spread = pool_views(values, seen, facing, F.softplus(self.agreement), self.facing)
+        occluded = None
+        if self.occlusion is not None and surfaces is not None:
+            behind = depth_behind(points, context_v.float(), surfaces.float(), self.fov) / (
+                self.far - self.near
+            )
+            occluded = self.occlusion.exp() * (behind - self.margin).clamp_min(0)  # (B, K, P)
+        pooled, spread = pool_views(values, seen, facing, F.softplus(self.agreement), self.facing, occluded)
 
         # Attention along each pixel's ray (step 3).
         rel_depth = ((depth - self.near) / (self.far - self.near)).repeat_interleave(n)  # (P,)
@@ -232,21 +255,45 @@ def pool_views(
     facing: torch.Tensor,
     agreement: torch.Tensor | float,
     facing_weight: torch.Tensor | float,
+    occluded: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pool what K views read at P points, robustly (step 2).
 
     values (B, K, C, P) (zero where unseen), seen (B, K, P) in {0, 1}, facing (B, K, P) the cosine
-    between each view's ray to the point and the query's -> pooled (B, C, P), the views weighed by
-    softmax(facing_weight * facing - agreement * |value - mean of the views|^2) over those that see
-    the point (zero where none does), and spread (B, C, P), the views' standard deviation.
+    between each view's ray to the point and the query's, occluded (B, K, P) or None, how much
+    each view is taken to be occluded there -> pooled (B, C, P), the views weighed by
+    softmax(facing_weight * facing - agreement * |value - mean of the views|^2 - occluded) over
+    those that see the point (zero where none does), and spread (B, C, P), the views' standard
+    deviation.
     """
     count = seen.sum(1).clamp_min(1)[:, None]  # (B, 1, P)
     mean = values.sum(1) / count  # (B, C, P)
     deviation = (values - mean[:, None]).square_().mul_(seen[:, :, None])  # (B, K, C, P)
     spread = deviation.sum(1).div_(count).add_(1e-6).sqrt_()
     logits = facing_weight * facing - agreement * deviation.sum(2)  # (B, K, P)
+    if occluded is not None:
+        logits = logits - occluded
     weights = logits.masked_fill(seen == 0, -1e4).softmax(1) * seen
     return torch.einsum("bkp,bkcp->bcp", weights, values), spread
+
+
+def depth_behind(
+    points: torch.Tensor, context_v: torch.Tensor, surfaces: torch.Tensor, fov: float
+) -> torch.Tensor:
+    """How far behind what each view sees each point lies: points (B, P, 3), context_v (B, K, 7),
+    surfaces (B, K, h, w) the depth each view sees in each cell of its frame -> (B, K, P), the
+    point's depth in view k less the surface's where the point lands (bilinear; the nearest edge
+    cell outside the frame): > 0 behind the surface, < 0 in front of it."""
+    b, k = surfaces.shape[:2]
+    where, depth = project(points[:, None].expand(b, k, -1, 3), context_v, fov)  # (B, K, P, 2), (B, K, P)
+    surface = F.grid_sample(
+        surfaces.flatten(0, 1)[:, None],  # (BK, 1, h, w)
+        where.flatten(0, 1)[:, :, None].to(surfaces.dtype),  # (BK, P, 1, 2)
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )[:, 0, :, 0].unflatten(0, (b, k))  # (B, K, P)
+    return depth - surface
 
 
 class Blend(nn.Module):

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from conftest import tiny
 from torch import nn
 
 from gqn.checkpoint import available, load_pretrained, weights_path
-from gqn.config import get_config
+from gqn.config import get_config, with_cameras
 from gqn.counts import count_flops, count_parameters
 from gqn.errors import GQNError
 from gqn.model import GQN, PRESETS, GQNConfig, gaussian_nll, kl_divergence
@@ -57,6 +58,41 @@ def test_any_context_size_and_128_pixels():
         out = model(cx, cv, qx, qv, sigma=1.0)
         assert out["mean"].shape == (2, 3, 128, 128)
     assert model.represent(cx, cv).shape == (2, 16, 32, 32)
+
+
+@pytest.mark.parametrize("representation", ["pool", "pyramid", "epipolar"])
+@pytest.mark.parametrize("shared", [True, False])
+def test_grid_scale_8_runs_every_representation_that_takes_any_grid(representation, shared):
+    cfg = tiny(
+        representation=representation, shared_core=shared, L=3, fov=90.0, near=0.5, far=6.0, grid_scale=8
+    )
+    model = GQN(cfg)
+    cx, cv, qx, qv = inputs(size=128)
+    out = model(cx, cv, qx, qv, sigma=0.7)
+    assert out["mean"].shape == (2, 3, 128, 128) and out["kl_steps"].shape == (3,)
+    assert model.sample(cx, cv, qv).shape == model.reconstruct(cx, cv, qx, qv).shape == (2, 3, 128, 128)
+
+
+def test_grid_scale_8_keeps_the_16x16_grid_at_128_pixels():
+    cfg = tiny(
+        representation="epipolar", fov=90.0, near=0.5, far=6.0, pixel_depths=4, grid_scale=8, image_size=128
+    )
+    model = GQN(cfg)
+    cx, cv, qx, qv = inputs(size=128)
+    assert model.represent(cx, cv, qv).shape == (2, 16, 16, 16)
+    assert model.noise_shape(2, 128, 128) == (cfg.L, 2, cfg.z_channels, 16, 16)
+    out = model(cx, cv, qx, qv, sigma=0.7)
+    assert out["mean"].shape == (2, 3, 128, 128) and out["kl_steps"].shape == (cfg.L,)
+    out["objective"].backward()
+    assert all(p.grad is not None for p in model.parameters())
+    noise = torch.randn(model.noise_shape(2, 128, 128))
+    assert model.sample(cx, cv, qv, noise=noise).shape == (2, 3, 128, 128)
+    with pytest.raises(GQNError, match="multiples of 8"):
+        model(cx[..., :36, :36], cv, qx[..., :36, :36], qv, 1.0)
+    with pytest.raises(GQNError, match="grid_scale must be 4, got 8"):
+        tiny(grid_scale=8)
+    with pytest.raises(GQNError, match="multiple of grid_scale 8, got 100"):
+        tiny(representation="pool", grid_scale=8, image_size=100)
 
 
 def test_bad_shapes_are_clear_errors():
@@ -209,7 +245,8 @@ def test_config_presets_files_and_unknown_keys(tmp_path):
     assert cfg.L == 3 and cfg.h_channels == 32 and cfg.r_channels == 256
     path.write_text(json.dumps({"L": 3, "hidden": 32}))
     with pytest.raises(
-        GQNError, match=r"c\.json: unknown key\(s\) hidden; valid: L, depth_samples, far, fov, h_channels"
+        GQNError,
+        match=r"c\.json: unknown key\(s\) hidden; valid: L, depth_samples, far, fov, grid_scale, h_channels",
     ):
         get_config(str(path))
     with pytest.raises(GQNError, match="unknown config 'huge'; presets: paper, small, tiny"):
@@ -217,6 +254,16 @@ def test_config_presets_files_and_unknown_keys(tmp_path):
     with pytest.raises(GQNError, match="representation 'cube'"):
         GQNConfig(representation="cube")
     assert GQNConfig.from_dict(tiny().to_dict()) == tiny()
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "configs").glob("*.json")), ids=lambda p: p.name
+)
+def test_every_config_file_builds_its_model(path):
+    cfg = with_cameras(get_config(str(path)), "shepard_metzler_5_parts")
+    model = GQN(cfg)
+    assert model.config.image_size in (64, 128) and model.config.representation == "epipolar"
+    assert model.noise_shape(1, cfg.image_size, cfg.image_size)[-2:] == (16, 16)  # the 16x16 grid at any size
 
 
 def test_a_config_file_may_be_shipped_weights_description():

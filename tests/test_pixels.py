@@ -5,11 +5,20 @@ import pytest
 import torch
 from conftest import tiny
 
-from gqn.cameras import sphere_cameras
+from gqn.cameras import axes, sphere_cameras
 from gqn.data import viewpoints
 from gqn.errors import GQNError
 from gqn.model import GQN
-from gqn.pixels import SEEN, Blend, PixelEvidence, Reading, pool_views, search_nll, training_pixels
+from gqn.pixels import (
+    SEEN,
+    Blend,
+    PixelEvidence,
+    Reading,
+    depth_behind,
+    pool_views,
+    search_nll,
+    training_pixels,
+)
 
 FOV, NEAR, FAR = 100.0, 0.8, 5.9
 
@@ -58,6 +67,37 @@ def test_views_that_agree_outvote_one_that_does_not():
     facing = torch.tensor([[[0.0], [0.0], [3.0], [9.0]]])
     pooled, _ = pool_views(values * seen[:, :, None], seen, facing, 0.0, 1.0)
     assert pooled[0, 2, 0] > 0.9
+
+
+def test_the_depth_test_says_how_far_behind_a_views_surface_a_point_lies():
+    # A view that sees a wall at depth 2 everywhere: a point on its axis at depth 3 is 1 behind
+    # it, one at depth 1.5 half a unit in front; an occluded view then has no say in the pooling.
+    v = cameras(1, 2)  # (1, 7)
+    position, fwd = axes(v)[:2]
+    points = position[:, None] + torch.tensor([3.0, 1.5])[None, :, None] * fwd[:, None]  # (1, 2, 3)
+    surfaces = torch.full((1, 1, 4, 4), 2.0)
+    behind = depth_behind(points, v[:, None], surfaces, FOV)
+    torch.testing.assert_close(behind, torch.tensor([[[1.0, -0.5]]]), atol=1e-5, rtol=0)
+    red, blue = [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]
+    values, seen = torch.tensor([red, blue])[None, :, :, None], torch.ones(1, 2, 1)
+    occluded = torch.tensor([[[0.0], [20.0]]])  # the blue view is far behind its own surface
+    pooled, _ = pool_views(values, seen, torch.zeros(1, 2, 1), 0.0, 0.0, occluded)
+    assert pooled[0, 0, 0] > 0.99 and pooled[0, 2, 0] < 0.01
+
+
+def test_visibility_starts_from_each_views_surface_and_learns():
+    torch.manual_seed(0)
+    model = sharp(pixel_visibility=True)
+    cx, cv = torch.rand(2, 3, 3, 32, 32), cameras(8, 3).view(2, 4, 7)
+    surfaces = model._surfaces(cx, cv[:, :3])
+    assert surfaces.shape == (2, 3, 8, 8) and not surfaces.requires_grad
+    assert NEAR <= surfaces.min() and surfaces.max() <= FAR  # expected depths along the rays
+    assert model._surfaces(cx[:, :1], cv[:, :1]) is None  # one view: nothing to test it against
+    out = model(cx, cv[:, :3], torch.rand(2, 3, 32, 32), cv[:, 3], sigma=0.7)
+    out["objective"].backward()
+    assert model.evidence.occlusion.grad.abs() > 0 and model.evidence.margin.grad.abs() > 0
+    with pytest.raises(GQNError, match="pixel_visibility needs pixel evidence"):
+        tiny(representation="epipolar", fov=FOV, near=NEAR, far=FAR, pixel_visibility=True)
 
 
 def test_where_no_view_sees_the_image_is_the_generators_alone():

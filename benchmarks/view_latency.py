@@ -13,7 +13,7 @@ with the camera stepping along the dataset's path as a drag moves it:
     and how many dropped as overtaken, and how long after the last one its picture arrived; a
     server that queued them would have answered it only after drawing every one before it.
 `small`'s weights are untrained (its speed is its architecture's); the shipped weights are the
-epipolar model's.
+epipolar model's with pixel evidence.
 """
 
 from __future__ import annotations

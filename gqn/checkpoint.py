@@ -286,14 +286,22 @@ def resume_state(
         if any(not k.startswith(("evidence.", "blend.")) for k in missing):
             raise GQNError(f"{loaded.path}: lacks {', '.join(missing)}")  # an older layout of the model
         if grown:
-            new = (
-                "the spatial pass of the search"
-                if all(k.startswith("evidence.spatial.") for k in missing)
-                else "the pixel evidence"
-            )
-            print(f"{init}: {new} is new ({len(missing)} tensors); the rest is loaded from it")
+            print(f"{init}: {grown_part(missing)} new ({len(missing)} tensors); the rest is loaded from it")
         return Resumed(None, init_origin=loaded.origin, init=loaded)  # pretrained weights: what made them
     return Resumed(None)
+
+
+def grown_part(missing: list[str]) -> str:
+    """What the tensors `missing` from --init's weights are, in words: the pixel evidence as a whole,
+    or the additions (PIXEL_ADDITIONS) switched on in a model that had it."""
+    parts = {
+        "the spatial pass of the search": [k for k in missing if k.startswith("evidence.spatial.")],
+        "the views' depth test": [k for k in missing if k in ("evidence.occlusion", "evidence.margin")],
+    }
+    if sum(map(len, parts.values())) < len(missing):
+        return "the pixel evidence is"
+    named = [name for name, keys in parts.items() if keys]
+    return " and ".join(named) + (" are" if len(named) > 1 else " is")
 
 
 def run_settings(resume: str, run_dir: str | os.PathLike) -> dict:
@@ -360,18 +368,24 @@ PIXEL_FIELDS = (
 )
 
 
+# What a model with pixel evidence may have switched on afterwards (--init): each adds parameters
+# that start as nothing or as a mild prior (the spatial pass at zero, the depth test's strength).
+PIXEL_ADDITIONS = ("search_spatial", "pixel_visibility")
+
+
 def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict, grow: bool = False) -> bool:
     """A checkpoint can only continue the model config it was trained with (a field newer than the
     checkpoint counts as its default). With `grow` (--init), a model without pixel evidence may
-    also start the same model with it, and one with pixel evidence the same with the search's
-    spatial pass: returns True then, what is new to be trained anew."""
+    also start the same model with it, and one with pixel evidence the same with any of
+    PIXEL_ADDITIONS switched on: returns True then, what is new to be trained anew."""
     saved = GQNConfig.from_dict(saved, where=f"{path} (model_config)").to_dict()
     if grow and not saved["pixel_depths"] and wanted["pixel_depths"]:
         without = {k: v for k, v in wanted.items() if k not in PIXEL_FIELDS}
         if without == {k: v for k, v in saved.items() if k not in PIXEL_FIELDS}:
             return True
-    if grow and saved["pixel_depths"] and not saved["search_spatial"] and wanted["search_spatial"]:
-        if {**saved, "search_spatial": wanted["search_spatial"]} == wanted:
+    if grow and saved["pixel_depths"]:
+        switched_on = {k: wanted[k] for k in PIXEL_ADDITIONS if not saved[k] and wanted[k]}
+        if switched_on and {**saved, **switched_on} == wanted:
             return True
     if saved != wanted:
         keys = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))

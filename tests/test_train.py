@@ -184,6 +184,19 @@ def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsy
     newer = load_checkpoint(spatial.checkpoint)["model"]
     assert all(torch.equal(new[k], newer[k]) for k in new)
     assert {k.rsplit(".", 2)[0] for k in set(newer) - set(new)} == {"evidence.spatial"}
+    # ... and the views' depth test, alone or with the spatial pass.
+    visible = grow("f", "b", "visible", pixel_depths=4, search_hidden=8, pixel_visibility=True)
+    assert "the views' depth test is new (2 tensors)" in capsys.readouterr().out
+    assert set(load_checkpoint(visible.checkpoint)["model"]) - set(new) == {
+        "evidence.occlusion",
+        "evidence.margin",
+    }
+    both = dict(pixel_depths=4, search_hidden=8, pixel_visibility=True, search_spatial=3)
+    grow("g", "b", "both", **both)
+    assert (
+        "the spatial pass of the search and the views' depth test are new (6 tensors)"
+        in capsys.readouterr().out
+    )
     # Only the pixel stage may be new: any other field must still be the same.
     with pytest.raises(GQNError, match=r"another model config \(L: 2 in checkpoint, 3 asked"):
         grow("c", "a", "deeper", pixel_depths=4, L=3)

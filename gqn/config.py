@@ -89,7 +89,6 @@ class TrainConfig:
         metadata={
             "help": "resize frames to this size; the model records it for eval and render (default: as stored)",
             "min": 8,
-            "multiple_of": 4,
         },
     )
     max_steps: int = field(

@@ -479,19 +479,24 @@ class GQN(nn.Module):
         )
 
     @torch.no_grad()
-    def _surfaces(self, context_x: torch.Tensor, context_v: torch.Tensor) -> torch.Tensor | None:
+    def _surfaces(self, context_x: torch.Tensor, context_v: torch.Tensor) -> torch.Tensor:
         """The depth each context view sees in each cell of its own grid (B, K, h, w), from the
-        coarse epipolar attention with the other K - 1 views as context (its expected depth); None
-        for one view. Geometry for the pixel evidence's depth test, so no gradient flows back."""
+        coarse epipolar attention with the other K - 1 views as context (its expected depth, the
+        weight a ray leaves unspent at the far plane); the far plane everywhere for one view, which
+        nothing then occludes. Geometry for the pixel evidence's depth test, so no gradient flows
+        back; its parameters still take part in every step (DDP needs each used every step)."""
         b, k = context_x.shape[:2]
+        grid = self.grid(*context_x.shape[3:])
         if k < 2:
-            return None
+            return context_x.new_full((b, k, *grid), self.config.far, dtype=torch.float32)
         others = torch.tensor([[j for j in range(k) if j != i] for i in range(k)], device=context_x.device)
         cx = context_x[:, others].flatten(0, 1)  # (B K, K - 1, 3, H, W)
         cv = context_v[:, others].flatten(0, 1)  # (B K, K - 1, 7)
-        _, weights = self.representation(cx, cv, context_v.flatten(0, 1), self.grid(*context_x.shape[3:]))
+        _, weights = self.representation(cx, cv, context_v.flatten(0, 1), grid)
+        weights = weights.float()  # (B K, D, h, w); with transmittance they may sum to less than 1
         depth = torch.linspace(self.config.near, self.config.far, weights.shape[1], device=weights.device)
-        return torch.einsum("ndhw,d->nhw", weights.float(), depth).unflatten(0, (b, k))
+        expected = torch.einsum("ndhw,d->nhw", weights, depth) + (1 - weights.sum(1)) * self.config.far
+        return expected.unflatten(0, (b, k))
 
     def _fixed_inputs(self, r: torch.Tensor, query_v: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """[v_q, r] broadcast over the grid: (B, 7 + Cr, h, w)."""

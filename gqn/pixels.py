@@ -1,8 +1,8 @@
 """Pixel-level evidence: what the context views saw where each output pixel's ray meets the scene.
 
-The representation and the generator work on the H/4 x W/4 grid (H/grid_scale), so alone they must invent every
-edge. The context views hold the sharp colours at full resolution, and the cameras say exactly
-where each query pixel's ray lands in them. For every output pixel this module:
+The representation and the generator work on the H/4 x W/4 grid (H/grid_scale), so alone they
+must invent every edge. The context views hold the sharp colours at full resolution, and the
+cameras say exactly where each query pixel's ray lands in them. For every output pixel this module:
 
   1. samples the pixel's ray at D depths between the scene's near and far bounds and projects
      each point into every context view (`gqn.epipolar.gather`, at full resolution: colours and a
@@ -108,8 +108,8 @@ class PixelEvidence(nn.Module):
         # visibility: a view whose own surface (`surfaces`) lies nearer to it than the point is
         # taken to be occluded there: its pooling logit loses exp(occlusion) x how far behind the
         # surface the point lies, as a fraction of the depth range, less `margin` (the coarse
-        # surface is blurred); learned in log space from 10 and 0.05, so that a point a third of
-        # the range behind loses a factor of about e^3.
+        # surface is blurred); both learned, the strength in log space, from 10 and 0.05, so that
+        # a point a third of the range behind loses a factor of about e^3.
         self.occlusion = self.margin = None
         if visibility:
             self.occlusion = nn.Parameter(torch.tensor(math.log(10.0)))

@@ -147,7 +147,12 @@ def open_data(cfg: TrainConfig, rank: int, world: int) -> tuple[SceneDataset, to
 def build(cfg: TrainConfig, dataset: SceneDataset, device: torch.device) -> tuple[GQN, torch.optim.Optimizer]:
     """The model of --config for the data, and its optimizer. The model records the frame size it
     learned from, so that eval and render feed it the same."""
-    model_cfg = get_config(cfg.config, image_size=cfg.image_size or dataset.stored_size)
+    try:
+        model_cfg = get_config(cfg.config, image_size=cfg.image_size or dataset.stored_size)
+    except GQNError as error:
+        if cfg.image_size is None:
+            raise
+        raise GQNError(f"--image-size {cfg.image_size} for --config {cfg.config}: {error}") from None
     model_cfg = with_cameras(model_cfg, dataset.dataset_name)
     model = GQN(model_cfg).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr_start, betas=(0.9, 0.999), eps=1e-8)

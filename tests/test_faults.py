@@ -367,7 +367,10 @@ TRAIN_FLAGS = [
     ("--log-every 0", "log_every (--log-every) must be at least 1, got 0"),
     ("--workers -1", "workers (--workers) must be at least 0, got -1"),
     ("--image-size -8", "image_size (--image-size) must be at least 8, got -8"),
-    ("--image-size 30", "image_size (--image-size) must be a multiple of 4, got 30"),
+    (
+        "--image-size 30",
+        "--image-size 30 for --config tiny: image_size must be a multiple of grid_scale 4, got 30",
+    ),
     ("--sigma-start 0", "sigma_start (--sigma-start) must be more than 0, got 0.0"),
     ("--lr-start -1", "lr_start (--lr-start) must be at least 0, got -1.0"),
     ("--lr-end nan", "lr_end (--lr-end) must be a finite number, got nan"),

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import tiny
 
-from gqn.cameras import axes, sphere_cameras
+from gqn.cameras import rays, sphere_cameras
 from gqn.data import viewpoints
 from gqn.errors import GQNError
 from gqn.model import GQN
@@ -70,14 +70,15 @@ def test_views_that_agree_outvote_one_that_does_not():
 
 
 def test_the_depth_test_says_how_far_behind_a_views_surface_a_point_lies():
-    # A view that sees a wall at depth 2 everywhere: a point on its axis at depth 3 is 1 behind
-    # it, one at depth 1.5 half a unit in front; an occluded view then has no say in the pooling.
+    # A view that sees a surface whose depth rises column by column (1, 2, 3, 4): the point at
+    # depth 3 on the ray of each cell's centre lies 3 - that depth behind it (in front where < 0).
     v = cameras(1, 2)  # (1, 7)
-    position, fwd = axes(v)[:2]
-    points = position[:, None] + torch.tensor([3.0, 1.5])[None, :, None] * fwd[:, None]  # (1, 2, 3)
-    surfaces = torch.full((1, 1, 4, 4), 2.0)
+    origin, direction = rays(v, 4, FOV)  # (1, 3), (1, 4, 4, 3), forward component 1
+    points = (origin[:, None, None] + 3.0 * direction).flatten(1, 2)  # (1, 16, 3), row-major
+    surfaces = torch.arange(1.0, 5.0).expand(4, 4)[None, None]  # (1, 1, 4, 4): depth 1 + column
     behind = depth_behind(points, v[:, None], surfaces, FOV)
-    torch.testing.assert_close(behind, torch.tensor([[[1.0, -0.5]]]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(behind, (3.0 - surfaces).flatten(2), atol=1e-4, rtol=0)
+    # An occluded view then has no say in the pooling.
     red, blue = [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]
     values, seen = torch.tensor([red, blue])[None, :, :, None], torch.ones(1, 2, 1)
     occluded = torch.tensor([[[0.0], [20.0]]])  # the blue view is far behind its own surface
@@ -85,17 +86,30 @@ def test_the_depth_test_says_how_far_behind_a_views_surface_a_point_lies():
     assert pooled[0, 0, 0] > 0.99 and pooled[0, 2, 0] < 0.01
 
 
-def test_visibility_starts_from_each_views_surface_and_learns():
+def test_each_views_surface_is_the_coarse_depth_the_other_views_give_it():
     torch.manual_seed(0)
     model = sharp(pixel_visibility=True)
     cx, cv = torch.rand(2, 3, 3, 32, 32), cameras(8, 3).view(2, 4, 7)
     surfaces = model._surfaces(cx, cv[:, :3])
     assert surfaces.shape == (2, 3, 8, 8) and not surfaces.requires_grad
-    assert NEAR <= surfaces.min() and surfaces.max() <= FAR  # expected depths along the rays
-    assert model._surfaces(cx[:, :1], cv[:, :1]) is None  # one view: nothing to test it against
-    out = model(cx, cv[:, :3], torch.rand(2, 3, 32, 32), cv[:, 3], sigma=0.7)
-    out["objective"].backward()
-    assert model.evidence.occlusion.grad.abs() > 0 and model.evidence.margin.grad.abs() > 0
+    depth = torch.linspace(NEAR, FAR, model.config.depth_samples)
+    for i, others in enumerate([[1, 2], [0, 2], [0, 1]]):  # view i asked as a query of the others
+        _, weights = model.representation(cx[:, others], cv[:, others], cv[:, i], (8, 8))
+        torch.testing.assert_close(surfaces[:, i], torch.einsum("bdhw,d->bhw", weights, depth))
+    # One view: nothing to test it against, so it sees as far as the scene goes.
+    assert torch.equal(model._surfaces(cx[:, :1], cv[:, :1]), torch.full((2, 1, 8, 8), FAR))
+
+
+def test_visibility_learns_whatever_the_number_of_views():
+    torch.manual_seed(0)
+    model = sharp(pixel_visibility=True)
+    cx, cv = torch.rand(2, 3, 3, 32, 32), cameras(8, 3).view(2, 4, 7)
+    for k in (3, 1):  # with one view too, its parameters take part (DDP needs every one each step)
+        model.zero_grad()
+        model(cx[:, :k], cv[:, :k], torch.rand(2, 3, 32, 32), cv[:, 3], sigma=0.7)["objective"].backward()
+        occlusion, margin = model.evidence.occlusion.grad, model.evidence.margin.grad
+        assert occlusion is not None and margin is not None
+        assert (occlusion.abs() > 0 and margin.abs() > 0) == (k > 1)  # one view: nothing occluded
     with pytest.raises(GQNError, match="pixel_visibility needs pixel evidence"):
         tiny(representation="epipolar", fov=FOV, near=NEAR, far=FAR, pixel_visibility=True)
 

@@ -187,10 +187,11 @@ def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsy
     # ... and the views' depth test, alone or with the spatial pass.
     visible = grow("f", "b", "visible", pixel_depths=4, search_hidden=8, pixel_visibility=True)
     assert "the views' depth test is new (2 tensors)" in capsys.readouterr().out
-    assert set(load_checkpoint(visible.checkpoint)["model"]) - set(new) == {
-        "evidence.occlusion",
-        "evidence.margin",
-    }
+    seeing = load_checkpoint(visible.checkpoint)["model"]
+    assert set(seeing) - set(new) == {"evidence.occlusion", "evidence.margin"}
+    assert all(torch.equal(new[k], seeing[k]) for k in new)
+    with pytest.raises(GQNError, match=r"\(pixel_visibility: True in checkpoint, False asked\)"):
+        grow("h", "f", "blind", pixel_depths=4, search_hidden=8)  # switching it off is refused
     both = dict(pixel_depths=4, search_hidden=8, pixel_visibility=True, search_spatial=3)
     grow("g", "b", "both", **both)
     assert (

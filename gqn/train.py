@@ -37,7 +37,7 @@ from gqn.errors import DataError, GQNError
 from gqn.held_out import evaluate_held_out, held_out_batch
 from gqn.lock import claim
 from gqn.metrics import bits_per_dim
-from gqn.model import GQN
+from gqn.model import GQN, GQNConfig
 from gqn.runlog import RunLog
 from gqn.runtime import StopSignals, agree, autocast, setup_process, spawn, unwrap, wrap
 from gqn.schedules import lr_at, sigma_at
@@ -147,12 +147,7 @@ def open_data(cfg: TrainConfig, rank: int, world: int) -> tuple[SceneDataset, to
 def build(cfg: TrainConfig, dataset: SceneDataset, device: torch.device) -> tuple[GQN, torch.optim.Optimizer]:
     """The model of --config for the data, and its optimizer. The model records the frame size it
     learned from, so that eval and render feed it the same."""
-    try:
-        model_cfg = get_config(cfg.config, image_size=cfg.image_size or dataset.stored_size)
-    except GQNError as error:
-        if cfg.image_size is None:
-            raise
-        raise GQNError(f"--image-size {cfg.image_size} for --config {cfg.config}: {error}") from None
+    model_cfg = get_config(cfg.config, image_size=cfg.image_size or dataset.stored_size)
     model_cfg = with_cameras(model_cfg, dataset.dataset_name)
     model = GQN(model_cfg).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr_start, betas=(0.9, 0.999), eps=1e-8)
@@ -275,9 +270,19 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def model_config(cfg: TrainConfig) -> GQNConfig:
+    """--config's model, at --image-size if given (the data's size is set once it is open)."""
+    if cfg.image_size is None:
+        return get_config(cfg.config)
+    try:
+        return get_config(cfg.config, image_size=cfg.image_size)
+    except GQNError as error:
+        raise GQNError(f"--image-size {cfg.image_size} for --config {cfg.config}: {error}") from None
+
+
 def run(args) -> int:
     cfg = train_config_from_args(args, args.resume and run_settings(args.resume, run_dir_of(args)))
-    get_config(cfg.config)  # an unknown model config is an error before anything starts
+    model_config(cfg)  # an unknown model config, or a frame size it cannot take, before anything starts
     if cfg.data_parallel and "WORLD_SIZE" not in os.environ:
         gpus = torch.cuda.device_count()
         if gpus == 0:

@@ -18,6 +18,16 @@ def test_visibility_splits_the_query_pixels_by_the_part_they_show():
     assert unseen.tolist() == [[[False, True, True, False]]]
 
 
+def test_views_seeing_counts_the_context_views_that_show_each_query_pixels_part():
+    views = np.full((3, 4, 4), -1)
+    views[0].flat[:SEEN_PIXELS] = 0  # part 0 in views 0 and 1, part 1 in view 2 only
+    views[1].flat[-SEEN_PIXELS:] = 0
+    views[2].flat[:SEEN_PIXELS] = 1
+    views[2].flat[-1] = 2  # part 2 on one pixel: too few to count
+    query = np.array([[[0, 1, 2, 3, -1]]])  # (1, 1, 5)
+    assert spread.views_seeing(views, query).tolist() == [[[2, 1, 0, 0, -1]]]
+
+
 def test_pixel_spread_is_the_standard_deviation_over_samples_mean_over_colours():
     samples = torch.zeros(2, 1, 3, 1, 2)
     samples[1, 0, :, 0, 0] = torch.tensor([1.0, 2.0, 3.0])  # pixel 0 differs, pixel 1 does not

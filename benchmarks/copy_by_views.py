@@ -1,0 +1,146 @@
+"""Where the copy fails, by how many context views saw what the query pixel shows.
+
+    python benchmarks/copy_by_views.py pretrained:shepard_metzler_5_parts
+    python benchmarks/copy_by_views.py --scenes 20 runs/x/checkpoints/last.pt
+
+Fresh synthetic scenes of the model's dataset (`gqn.spread.segmented_scenes`: a seed no data of
+the project uses, and the part, a MuJoCo geom, seen at every pixel). Views 0-2 are the context,
+every other view a query, drawn as the prior mean. Each query pixel is put in a group: the
+background, or the number of context views (0 to 3) that show its part (a Shepard-Metzler cube
+has one colour, so a view that shows the cube holds the pixel's colour even where it shows another
+face). For each group, the PSNR over its pixels of:
+
+  model          the blended mean image
+  g alone        the generator's image before the blend
+  copy blindly   the copied colour wherever some view sees the ray, g elsewhere
+  search's top   the pooled colour at the search's most likely depth, g where no view sees
+  best depth     the pooled colour at the depth nearest the truth (a perfect search; optimistic)
+  best view      the colour one view saw, at the depth and view nearest the truth (a perfect
+                 search over the views too: what pooling the views first gives away), at the
+                 model's depths along the ray or --view-depths (what finer depths would give)
+
+and the blend's mean alpha and the search's largest weight there. A search that fails where
+only one view saw the part, and works where two or three did, is held back by what one view alone
+cannot tell (no agreement to find); one that fails everywhere, by its ranking itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from gqn.cameras import rays
+from gqn.checkpoint import load_model
+from gqn.epipolar import gather
+from gqn.model import GQN
+from gqn.spread import segmented_scenes, views_seeing
+
+CONTEXT = 3
+GROUPS = ["background", "0 views", "1 view", "2 views", "3 views"]
+IMAGES = ["model", "g alone", "copy blindly", "search's top", "best depth", "best view"]
+
+
+def at_depth(colours: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """colours (B, 3, D, N), index (B, N) a depth per pixel -> (B, 3, N) the colour there."""
+    return torch.gather(colours, 2, index[:, None, None].expand(-1, 3, 1, -1))[:, :, 0]
+
+
+def best_view(
+    model: GQN, cx: torch.Tensor, cv: torch.Tensor, qv: torch.Tensor, truth: torch.Tensor, depths: int
+):
+    """The colour nearest the truth (B, 3, H, W) that any one context view saw at any of `depths`
+    depths along each query pixel's ray, and where some view saw one (B, 1, H, W)."""
+    evidence = model.evidence
+    origin, direction = rays(qv, truth.shape[-1], evidence.fov)  # (B, 3), (B, H, W, 3)
+    depth = torch.linspace(evidence.near, evidence.far, depths)
+    points = origin[:, None, None] + depth[:, None, None] * direction.flatten(1, 2)[:, None]  # (B, D, N, 3)
+    values, seen = gather(cx, cv, points.flatten(1, 2), evidence.fov)  # (B, K, 3, P), (B, K, P)
+    error = (values - truth.flatten(2).repeat(1, 1, depths)[:, None]).square().sum(2)
+    error = error.masked_fill(seen == 0, float("inf"))  # (B, K, P)
+    b, k, _, _ = values.shape
+    n = truth.shape[-1] * truth.shape[-2]
+    error, values = error.view(b, k * depths, n), values.view(b, k, 3, depths, n)
+    values = values.permute(0, 2, 1, 3, 4).reshape(b, 3, k * depths, n)
+    best = torch.gather(values, 2, error.argmin(1)[:, None, None].expand(-1, 3, 1, -1))[:, :, 0]
+    return best.view_as(truth), torch.isfinite(error).any(1).view(b, 1, *truth.shape[-2:])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("--scenes", type=int, default=20, help="fresh scenes (default 20)")
+    p.add_argument(
+        "--view-depths", type=int, default=None, help="depths of the best view's bound (default: the model's)"
+    )
+    args = p.parse_args()
+    model, loaded = load_model(args.checkpoint)
+    if not model.config.pixel_depths:
+        p.error(f"{args.checkpoint} has no pixel evidence to look into")
+    model.eval()
+    seen_by = {}
+    model.blend.register_forward_hook(lambda m, inputs, out: seen_by.update(g=inputs[0], out=out))
+    model.evidence.register_forward_hook(lambda m, inputs, out: seen_by.update(reading=out))
+    sums = {g: {name: 0.0 for name in [*IMAGES, "alpha", "largest weight"]} for g in GROUPS}
+    counts = dict.fromkeys(GROUPS, 0)
+    dataset = loaded.dataset or "shepard_metzler_5_parts"
+    with torch.no_grad():
+        for x, v, ids in segmented_scenes(dataset, args.scenes):
+            group = (
+                torch.from_numpy(views_seeing(ids[:CONTEXT], ids[CONTEXT:])) + 1
+            )  # (Q, H, W): 0 background
+            queries = len(x) - CONTEXT
+            truth = x[CONTEXT:]
+            cx = x[:CONTEXT].expand(queries, -1, -1, -1, -1)
+            cv = v[:CONTEXT].expand(queries, -1, -1)
+            model.sample(cx, cv, v[CONTEXT:], use_mean=True)
+            g, out, reading = seen_by["g"].clamp(0, 1), seen_by["out"].clamp(0, 1), seen_by["reading"]
+            b, _, h, w = g.shape
+            seen = reading.seen.view(b, 1, h, w) > 0
+            error = (reading.colours - truth.flatten(2)[:, :, None]).square().sum(1)  # (B, D, N)
+            images = {
+                "model": out,
+                "g alone": g,
+                "copy blindly": torch.where(seen, reading.evidence[:, :3].view(b, 3, h, w), g),
+                "search's top": torch.where(
+                    seen, at_depth(reading.colours, reading.weights.argmax(1)).view(b, 3, h, w), g
+                ),
+                "best depth": torch.where(
+                    seen, at_depth(reading.colours, error.argmin(1)).view(b, 3, h, w), g
+                ),
+            }
+            best, seen_any = best_view(
+                model, cx, cv, v[CONTEXT:], truth, args.view_depths or model.config.pixel_depths
+            )
+            images["best view"] = torch.where(seen_any, best, g)
+            gap = reading.evidence[:, :3].view(b, 3, h, w) - seen_by["g"]
+            alpha = ((seen_by["out"] - seen_by["g"]) * gap).sum(1) / gap.square().sum(1).clamp_min(1e-6)
+            per_pixel = {name: (image - truth).square().mean(1) for name, image in images.items()}
+            per_pixel["alpha"] = alpha
+            per_pixel["largest weight"] = reading.weights.amax(1).view(b, h, w)
+            for i, name in enumerate(GROUPS):
+                mask = group == i
+                counts[name] += int(mask.sum())
+                for key, values in per_pixel.items():
+                    sums[name][key] += float(values[mask].sum())
+    total = sum(counts.values())
+    print(f"{args.checkpoint}: {args.scenes} fresh {dataset} scenes, K = {CONTEXT}, prior mean")
+    print(
+        f"{'pixels':<12}{'share':>7}"
+        + "".join(f"{name:>14}" for name in IMAGES)
+        + f"{'alpha':>8}{'top w':>8}"
+    )
+    for name in GROUPS:
+        n = counts[name]
+        if not n:
+            continue
+        psnr = [-10 * torch.log10(torch.tensor(max(sums[name][k] / n, 1e-10))).item() for k in IMAGES]
+        print(
+            f"{name:<12}{n / total:>7.3f}"
+            + "".join(f"{value:>14.2f}" for value in psnr)
+            + f"{sums[name]['alpha'] / n:>8.3f}{sums[name]['largest weight'] / n:>8.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

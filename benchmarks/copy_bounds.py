@@ -39,18 +39,25 @@ def better(a: torch.Tensor, b: torch.Tensor, truth: torch.Tensor) -> torch.Tenso
     return torch.where(a_err < b_err, a, b)
 
 
+def watched(checkpoint: str, parser: argparse.ArgumentParser) -> tuple:
+    """The sharp model at `checkpoint` in eval mode, what load_model says of it, and the dict its
+    passes fill: g and out (the blend's input image and its output) and reading (the evidence's)."""
+    model, loaded = load_model(checkpoint)
+    if not model.config.pixel_depths:
+        parser.error(f"{checkpoint} has no pixel evidence to look into")
+    model.eval()
+    seen_by = {}
+    model.blend.register_forward_hook(lambda m, inputs, out: seen_by.update(g=inputs[0], out=out))
+    model.evidence.register_forward_hook(lambda m, inputs, out: seen_by.update(reading=out))
+    return model, loaded, seen_by
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
     p.add_argument("--scenes", type=int, default=20, help="held-out scenes (default 20)")
     args = p.parse_args()
-    model, _ = load_model(args.checkpoint)
-    if not model.config.pixel_depths:
-        p.error(f"{args.checkpoint} has no pixel evidence to bound")
-    model.eval()
-    seen_by = {}
-    model.blend.register_forward_hook(lambda m, inputs, out: seen_by.update(g=inputs[0], out=out))
-    model.evidence.register_forward_hook(lambda m, inputs, out: seen_by.update(reading=out))
+    model, _, seen_by = watched(args.checkpoint, p)
     dataset = open_dataset(None, "test", model.config.image_size)
     errors, object_stats = {}, {"alpha": [], "largest weight": []}
     with torch.no_grad():

@@ -29,9 +29,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+from copy_bounds import watched
 
 from gqn.cameras import rays
-from gqn.checkpoint import load_model
 from gqn.epipolar import gather
 from gqn.model import GQN
 from gqn.spread import segmented_scenes, views_seeing
@@ -74,13 +74,7 @@ def main():
         "--view-depths", type=int, default=None, help="depths of the best view's bound (default: the model's)"
     )
     args = p.parse_args()
-    model, loaded = load_model(args.checkpoint)
-    if not model.config.pixel_depths:
-        p.error(f"{args.checkpoint} has no pixel evidence to look into")
-    model.eval()
-    seen_by = {}
-    model.blend.register_forward_hook(lambda m, inputs, out: seen_by.update(g=inputs[0], out=out))
-    model.evidence.register_forward_hook(lambda m, inputs, out: seen_by.update(reading=out))
+    model, loaded, seen_by = watched(args.checkpoint, p)
     sums = {g: {name: 0.0 for name in [*IMAGES, "alpha", "largest weight"]} for g in GROUPS}
     counts = dict.fromkeys(GROUPS, 0)
     dataset = loaded.dataset or "shepard_metzler_5_parts"

@@ -1,7 +1,8 @@
 """A training checkpoint as pretrained weights: `gqn export`.
 
     gqn export runs/gqn --name shepard_metzler_5_parts --out gqn/weights --eval eval.json
-    gqn export runs/r128 --name rooms_128 --out gqn/weights --eval eval.json --check eval-20.json
+    gqn export runs/rooms_free-1 --name rooms_free_camera_with_object_rotations --out gqn/weights \
+        --eval eval.json --check eval-20.json
     gqn export runs/sm5-2 --earlier runs/sm5-1/checkpoints/step-00004000.pt --name sm5 --out .
 
 Writes NAME.safetensors and NAME.json (the layout is in `gqn.checkpoint`, which also reads them):

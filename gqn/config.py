@@ -51,6 +51,19 @@ def read_json(path: str) -> dict:
     return d
 
 
+def model_config(cfg: TrainConfig, stored_size: int | None = None) -> GQNConfig:
+    """--config's model for frames of --image-size, else of the data's `stored_size` (None: as the
+    config says): a config that cannot take that size is a one-line error naming it."""
+    size = cfg.image_size or stored_size
+    if size is None:
+        return get_config(cfg.config)
+    try:
+        return get_config(cfg.config, image_size=size)
+    except GQNError as error:
+        said = f"--image-size {size}" if cfg.image_size else f"the data's frames of {size} px"
+        raise GQNError(f"{said} for --config {cfg.config}: {error}") from None
+
+
 def with_cameras(model_cfg: GQNConfig, dataset_name: str) -> GQNConfig:
     """The epipolar representation and pixel evidence need the cameras' field of view and depth
     bounds: those the config does not set come from the dataset's description."""

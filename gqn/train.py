@@ -30,14 +30,14 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from gqn.checkpoint import remove_leftovers, resume_state, run_settings, save_checkpoint, training_state
-from gqn.config import TrainConfig, add_flags, get_config, run_dir_of, train_config_from_args, with_cameras
+from gqn.config import TrainConfig, add_flags, model_config, run_dir_of, train_config_from_args, with_cameras
 from gqn.data import SceneDataset, make_loader, model_inputs
 from gqn.defaults import dataset_path
 from gqn.errors import DataError, GQNError
 from gqn.held_out import evaluate_held_out, held_out_batch
 from gqn.lock import claim
 from gqn.metrics import bits_per_dim
-from gqn.model import GQN, GQNConfig
+from gqn.model import GQN
 from gqn.runlog import RunLog
 from gqn.runtime import StopSignals, agree, autocast, setup_process, spawn, unwrap, wrap
 from gqn.schedules import lr_at, sigma_at
@@ -147,7 +147,7 @@ def open_data(cfg: TrainConfig, rank: int, world: int) -> tuple[SceneDataset, to
 def build(cfg: TrainConfig, dataset: SceneDataset, device: torch.device) -> tuple[GQN, torch.optim.Optimizer]:
     """The model of --config for the data, and its optimizer. The model records the frame size it
     learned from, so that eval and render feed it the same."""
-    model_cfg = get_config(cfg.config, image_size=cfg.image_size or dataset.stored_size)
+    model_cfg = model_config(cfg, dataset.stored_size)
     model_cfg = with_cameras(model_cfg, dataset.dataset_name)
     model = GQN(model_cfg).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr_start, betas=(0.9, 0.999), eps=1e-8)
@@ -268,16 +268,6 @@ def add_parser(sub) -> None:
     )
     add_flags(p)  # one per TrainConfig field
     p.set_defaults(run=run)
-
-
-def model_config(cfg: TrainConfig) -> GQNConfig:
-    """--config's model, at --image-size if given (the data's size is set once it is open)."""
-    if cfg.image_size is None:
-        return get_config(cfg.config)
-    try:
-        return get_config(cfg.config, image_size=cfg.image_size)
-    except GQNError as error:
-        raise GQNError(f"--image-size {cfg.image_size} for --config {cfg.config}: {error}") from None
 
 
 def run(args) -> int:

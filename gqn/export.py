@@ -9,9 +9,9 @@ Writes NAME.safetensors and NAME.json (the layout is in `gqn.checkpoint`, which 
 the model's tensors, and its config, the step and pixel sigma it was trained to, the dataset it
 learned from, the `gqn train` commands that reproduce it (`gqn.config.training_commands`), the
 SHA-256 of the weights and the eval table measured on it (and with --check a second, smaller one:
-CI reproduces that one instead, for a model whose full table takes too long to measure). Weights in `gqn/weights/` ship with gqn
-and load as `pretrained:NAME` wherever a verb takes a CHECKPOINT, and in Python as
-`gqn.load_pretrained(NAME)`. While it writes, --out is claimed (`gqn.lock`): a second export
+CI reproduces that one instead, for a model whose full table takes too long to measure). Weights
+in `gqn/weights/` ship with gqn and load as `pretrained:NAME` wherever a verb takes a CHECKPOINT,
+and in Python as `gqn.load_pretrained(NAME)`. While it writes, --out is claimed (`gqn.lock`): a second export
 into it is refused.
 """
 

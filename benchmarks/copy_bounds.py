@@ -39,6 +39,18 @@ def better(a: torch.Tensor, b: torch.Tensor, truth: torch.Tensor) -> torch.Tenso
     return torch.where(a_err < b_err, a, b)
 
 
+def at_depth(colours: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """colours (B, 3, D, N), index (B, N) a depth (or candidate) per pixel -> (B, 3, N) the colour there."""
+    return torch.gather(colours, 2, index[:, None, None].expand(-1, 3, 1, -1))[:, :, 0]
+
+
+def blend_alpha(seen_by: dict) -> torch.Tensor:
+    """How much of the copied colour the blend took at each pixel (B, H, W): out = g + alpha (copied - g)."""
+    g, reading = seen_by["g"], seen_by["reading"]
+    gap = reading.evidence[:, :3].view_as(g) - g
+    return ((seen_by["out"] - g) * gap).sum(1) / gap.square().sum(1).clamp_min(1e-6)
+
+
 def watched(checkpoint: str, parser: argparse.ArgumentParser) -> tuple:
     """The sharp model at `checkpoint` in eval mode, what load_model says of it, and the dict its
     passes fill: g and out (the blend's input image and its output) and reading (the evidence's)."""
@@ -72,11 +84,9 @@ def main():
                 seen = reading.seen.view(b, 1, h, w) > 0
                 copied = reading.evidence[:, :3].view(b, 3, h, w)
                 error = (reading.colours - truth.flatten(2)[:, :, None]).square().sum(1)  # (B, D, N)
-                index = error.argmin(1)[:, None, None].expand(-1, 3, 1, -1)
-                best = torch.gather(reading.colours, 2, index)[:, :, 0].view(b, 3, h, w)
+                best = at_depth(reading.colours, error.argmin(1)).view(b, 3, h, w)
                 near_g = (reading.colours - g.flatten(2)[:, :, None]).square().sum(1)  # (B, D, N)
-                index = near_g.argmin(1)[:, None, None].expand(-1, 3, 1, -1)
-                snapped = torch.gather(reading.colours, 2, index)[:, :, 0].view(b, 3, h, w)
+                snapped = at_depth(reading.colours, near_g.argmin(1)).view(b, 3, h, w)
                 images = {
                     "generator alone": g,
                     "model": seen_by["out"].clamp(0, 1),
@@ -90,10 +100,7 @@ def main():
                 for name, image in images.items():
                     errors.setdefault(name, []).append(((image - truth) ** 2).mean((1, 2, 3)))
                 on_object = truth.amax(1) > 0.1  # (B, H, W): the background is black
-                raw = seen_by["g"]  # out = raw + alpha (copied - raw)
-                gap = copied - raw
-                alpha = ((seen_by["out"] - raw) * gap).sum(1) / gap.square().sum(1).clamp_min(1e-6)
-                object_stats["alpha"].append(alpha[on_object])
+                object_stats["alpha"].append(blend_alpha(seen_by)[on_object])
                 object_stats["largest weight"].append(reading.weights.amax(1).view(b, h, w)[on_object])
     print(f"{args.checkpoint}: {args.scenes} held-out scenes, K = {CONTEXT}, {len(QUERIES)} queries each")
     for name, values in errors.items():

@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from copy_bounds import watched
+from copy_bounds import at_depth, blend_alpha, watched
 
 from gqn.cameras import rays
 from gqn.epipolar import gather
@@ -39,11 +39,6 @@ from gqn.spread import segmented_scenes, views_seeing
 CONTEXT = 3
 GROUPS = ["background", "0 views", "1 view", "2 views", "3 views"]
 IMAGES = ["model", "g alone", "copy blindly", "search's top", "best depth", "best view"]
-
-
-def at_depth(colours: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """colours (B, 3, D, N), index (B, N) a depth per pixel -> (B, 3, N) the colour there."""
-    return torch.gather(colours, 2, index[:, None, None].expand(-1, 3, 1, -1))[:, :, 0]
 
 
 def best_view(
@@ -62,7 +57,7 @@ def best_view(
     n = truth.shape[-1] * truth.shape[-2]
     error, values = error.view(b, k * depths, n), values.view(b, k, 3, depths, n)
     values = values.permute(0, 2, 1, 3, 4).reshape(b, 3, k * depths, n)
-    best = torch.gather(values, 2, error.argmin(1)[:, None, None].expand(-1, 3, 1, -1))[:, :, 0]
+    best = at_depth(values, error.argmin(1))  # (B, 3, N): the best of the K D candidates
     return best.view_as(truth), torch.isfinite(error).any(1).view(b, 1, *truth.shape[-2:])
 
 
@@ -80,9 +75,8 @@ def main():
     dataset = loaded.dataset or "shepard_metzler_5_parts"
     with torch.no_grad():
         for x, v, ids in segmented_scenes(dataset, args.scenes):
-            group = (
-                torch.from_numpy(views_seeing(ids[:CONTEXT], ids[CONTEXT:])) + 1
-            )  # (Q, H, W): 0 background
+            # (Q, H, W): 0 for the background, else 1 + the number of context views that show the part
+            group = torch.from_numpy(views_seeing(ids[:CONTEXT], ids[CONTEXT:])) + 1
             queries = len(x) - CONTEXT
             truth = x[CONTEXT:]
             cx = x[:CONTEXT].expand(queries, -1, -1, -1, -1)
@@ -107,10 +101,8 @@ def main():
                 model, cx, cv, v[CONTEXT:], truth, args.view_depths or model.config.pixel_depths
             )
             images["best view"] = torch.where(seen_any, best, g)
-            gap = reading.evidence[:, :3].view(b, 3, h, w) - seen_by["g"]
-            alpha = ((seen_by["out"] - seen_by["g"]) * gap).sum(1) / gap.square().sum(1).clamp_min(1e-6)
             per_pixel = {name: (image - truth).square().mean(1) for name, image in images.items()}
-            per_pixel["alpha"] = alpha
+            per_pixel["alpha"] = blend_alpha(seen_by)
             per_pixel["largest weight"] = reading.weights.amax(1).view(b, h, w)
             for i, name in enumerate(GROUPS):
                 mask = group == i

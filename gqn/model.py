@@ -77,6 +77,9 @@ class GQNConfig:
     # per-view visibility in the pixel evidence: each context view's own surface depth (the coarse
     # epipolar attention from the other context views) tells where it is occluded (epipolar only)
     pixel_visibility: bool = False
+    # the search along each pixel's ray picks a context view as well as a depth, and copies that
+    # view's own colour there, not the views' pooled one (no spatial pass)
+    search_views: bool = False
     # the generation grid (r, the cores, z) is H/grid_scale x W/grid_scale: the paper's 4 (16 x 16
     # at 64 px); 8 keeps 16 x 16 at 128 px, where the pixel evidence gives the full resolution
     # (the tower's r is at 1/4, so it needs 4; the epipolar, pool and pyramid take any)
@@ -106,6 +109,8 @@ class GQNConfig:
             )
         if self.search_spatial and self.search_spatial % 2 == 0:
             raise GQNError(f"search_spatial must be odd (or 0), got {self.search_spatial}")
+        if self.search_views and (self.search_spatial or not self.pixel_depths):
+            raise GQNError("search_views needs pixel evidence (pixel_depths > 0) and no search_spatial")
         if self.near is not None and self.far is not None and self.far <= self.near:
             raise GQNError(f"far must be more than near, got near {self.near} and far {self.far}")
 
@@ -427,6 +432,7 @@ class GQN(nn.Module):
                 config.search_spatial,
                 config.search_hidden,
                 config.pixel_visibility,
+                config.search_views,
             )
             self.blend = Blend(config.u_channels, self.evidence.channels)
 

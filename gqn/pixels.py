@@ -54,11 +54,13 @@ SPATIAL_HIDDEN = 32  # channels of the search's pass across neighbouring pixels 
 
 
 class Reading(NamedTuple):
-    """What `PixelEvidence` read for N pixels along their rays' D depths."""
+    """What `PixelEvidence` read for N pixels along their rays' D depths. Its D' candidates are
+    the D depths (the views' pooled colour at each), or with `views` the K D pairs of a view and a
+    depth (that view's own colour there), view-major."""
 
     evidence: torch.Tensor  # (B, C + 4, N), given to the blend
-    weights: torch.Tensor  # (B, D, N), the search's weights over depth
-    colours: torch.Tensor  # (B, 3, D, N), the views' pooled colours at each depth
+    weights: torch.Tensor  # (B, D', N), the search's weights over its candidates
+    colours: torch.Tensor  # (B, 3, D', N), the candidates' colours
     seen: torch.Tensor  # (B, N), 1 where some view sees some point of the ray
 
 
@@ -75,9 +77,13 @@ class PixelEvidence(nn.Module):
         spatial: int = 0,
         hidden: int = 32,
         visibility: bool = False,
+        views: bool = False,
     ):
         super().__init__()
+        if views and spatial:
+            raise GQNError("the search over views has no spatial pass: set search_spatial 0")
         self.fov, self.near, self.far, self.depths, self.feature_channels = fov, near, far, depths, channels
+        self.views = views
         # channels = 3: the colours alone, so nothing read from the views needs a gradient
         self.encoder = (
             nn.Sequential(
@@ -88,8 +94,12 @@ class PixelEvidence(nn.Module):
             if channels > X_CHANNELS
             else None
         )
-        pooled = 2 * channels + 3  # pooled features, their spread, fraction seen, depth, prior
-        layers, width = [], pooled
+        # the pooled features, their spread, fraction seen, depth, prior; with `views` (the search
+        # picks a view as well as a depth, each view's candidates scored by the same convolutions)
+        # also the views' lowest and highest features there, and the view's own features, their
+        # difference from the pooled ones, its facing and whether it sees the point
+        width = 2 * channels + 3 + (4 * channels + 2 if views else 0)
+        layers = []
         for dilation in SCORE_DILATIONS:  # over (depth, pixel): along each ray, never across pixels
             pad = dilation * (SCORE_KERNEL // 2)
             layers += [nn.Conv2d(width, hidden, (SCORE_KERNEL, 1), padding=(pad, 0), dilation=(dilation, 1))]
@@ -191,20 +201,57 @@ class PixelEvidence(nn.Module):
         rel_depth = ((depth - self.near) / (self.far - self.near)).repeat_interleave(n)  # (P,)
         rel_depth = rel_depth.expand(b, -1)  # (B, P)
         prior_logits = 0 * rel_depth if prior is None else self._prior(prior, height, pixels).flatten(1)
-        inputs = torch.cat([pooled, spread, torch.stack([count / k, rel_depth, prior_logits], 1)], 1)
-        scores = self.score(inputs.view(b, -1, d, n))[:, 0] + prior_logits.view(b, d, n)
-        if self.spatial is not None:
-            scores = scores + self.spatial(scores.view(b, d, *grid)).flatten(2)
-        weights = scores.softmax(1)  # (B, D, N)
-
-        per_depth = torch.cat(
-            [pooled, spread[:, :X_CHANNELS].mean(1, keepdim=True), (count / k)[:, None], rel_depth[:, None]],
-            1,
-        ).view(b, -1, d, n)  # (B, C + 3, D, N)
-        evidence = torch.einsum("bdn,bcdn->bcn", weights, per_depth)  # (B, C + 3, N)
+        shared = torch.cat([pooled, spread, torch.stack([count / k, rel_depth, prior_logits], 1)], 1)
+        per_depth = torch.cat(  # what each depth gives the evidence
+            [spread[:, :X_CHANNELS].mean(1, keepdim=True), (count / k)[:, None], rel_depth[:, None]], 1
+        )  # (B, 3, P)
+        if self.views:
+            weights, candidates, colours = self._search_views(values, seen, facing, shared, per_depth, (d, n))
+        else:
+            scores = self.score(shared.view(b, -1, d, n))[:, 0] + prior_logits.view(b, d, n)
+            if self.spatial is not None:
+                scores = scores + self.spatial(scores.view(b, d, *grid)).flatten(2)
+            weights = scores.softmax(1)  # (B, D, N)
+            candidates = torch.cat([pooled, per_depth], 1).view(b, -1, d, n)  # (B, C + 3, D, N)
+            colours = pooled[:, :X_CHANNELS].view(b, X_CHANNELS, d, n)
+        evidence = torch.einsum("bdn,bcdn->bcn", weights, candidates)  # (B, C + 3, N)
         evidence = torch.cat([evidence, weights.amax(1, keepdim=True)], 1)
         seen = (count.view(b, d, n) > 0).any(1).to(evidence.dtype)
-        return Reading(evidence, weights, pooled[:, :X_CHANNELS].view(b, X_CHANNELS, d, n), seen)
+        return Reading(evidence, weights, colours, seen)
+
+    def _search_views(
+        self,
+        values: torch.Tensor,
+        seen: torch.Tensor,
+        facing: torch.Tensor,
+        shared: torch.Tensor,
+        per_depth: torch.Tensor,
+        shape: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The search over (view, depth) pairs: values (B, K, C, P), seen and facing (B, K, P),
+        shared (B, 2C + 3, P) the pooled inputs of the search (the prior's logits last), per_depth
+        (B, 3, P), shape (D, N) with P = D N -> weights (B, K D, N) over the pairs (0 where the
+        view does not frame the point), their evidence (B, C + 3, K D, N) and colours
+        (B, 3, K D, N). Each view's own features and how they stand against the others' (their
+        lowest and highest, the pooled ones) are scored along its ray by the same convolutions,
+        so it serves any K: IBRNet (Wang et al. 2021) likewise picks among the views' own
+        colours, not their mean."""
+        (b, k, c, _), (d, n) = values.shape, shape
+        mask = seen[:, :, None] > 0  # (B, K, 1, P)
+        lowest = values.masked_fill(~mask, math.inf).amin(1).nan_to_num(0, posinf=0, neginf=0)
+        highest = values.masked_fill(~mask, -math.inf).amax(1).nan_to_num(0, posinf=0, neginf=0)
+        shared = torch.cat([shared, lowest, highest], 1)  # (B, 4C + 3, P)
+        own = torch.cat(
+            [values, (values - shared[:, None, :c]) * mask, facing[:, :, None], seen[:, :, None]], 2
+        )
+        inputs = torch.cat([own, shared[:, None].expand(-1, k, -1, -1)], 2)  # (B, K, 6C + 5, P)
+        scores = self.score(inputs.flatten(0, 1).view(b * k, -1, d, n))[:, 0].view(b, k, d, n)
+        scores = scores + shared[:, None, 2 * c + 2].view(b, 1, d, n)  # the prior's logits
+        scores = scores.masked_fill(seen.view(b, k, d, n) == 0, -1e4)
+        weights = scores.flatten(1, 2).softmax(1)  # (B, K D, N)
+        candidates = torch.cat([values, per_depth[:, None].expand(-1, k, -1, -1)], 2)  # (B, K, C + 3, P)
+        candidates = candidates.view(b, k, c + 3, d, n).transpose(1, 2).flatten(2, 3)  # (B, C + 3, K D, N)
+        return weights, candidates, candidates[:, :X_CHANNELS]
 
     def _prior(self, prior: torch.Tensor, size: int, pixels: torch.Tensor | None) -> torch.Tensor:
         """The coarse weights over depth (B, D', h, w) -> their log at this module's D depths for

@@ -30,11 +30,15 @@ def cameras(n: int, seed: int) -> torch.Tensor:
     )
 
 
+SEARCHES = pytest.mark.parametrize("views", [False, True], ids=["over-depths", "over-views-and-depths"])
+
+
+@SEARCHES
 @pytest.mark.parametrize("channels", [3, 8])  # the colours alone, and with 5 learned features
-def test_a_query_at_a_context_camera_reads_that_views_own_pixels(channels):
+def test_a_query_at_a_context_camera_reads_that_views_own_pixels(channels, views):
     # Every point of a pixel's ray lands on that pixel's centre in a view from the same camera, so
     # whatever depth the (untrained) attention picks, the colour it reads is the pixel's own.
-    evidence = PixelEvidence(channels, FOV, NEAR, FAR, depths=6)
+    evidence = PixelEvidence(channels, FOV, NEAR, FAR, depths=6, views=views)
     x = torch.rand(2, 1, 3, 16, 16)
     v = cameras(2, 0)
     out = evidence(x, v[:, None], v).evidence.view(2, -1, 16, 16)
@@ -43,15 +47,47 @@ def test_a_query_at_a_context_camera_reads_that_views_own_pixels(channels):
     torch.testing.assert_close(out[:, SEEN], torch.ones(2, 16, 16))  # the one view sees every point
 
 
-def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels():
+@SEARCHES
+def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels(views):
     torch.manual_seed(0)
-    evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=5)
+    evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=5, views=views)
     x, v = torch.rand(2, 3, 3, 16, 16), cameras(8, 1).view(2, 4, 7)
     prior = torch.rand(2, 7, 4, 4).softmax(1)
     pixels = torch.tensor([0, 17, 100, 255])
     every, some = evidence(x, v[:, :3], v[:, 3], prior), evidence(x, v[:, :3], v[:, 3], prior, pixels)
     for name in ("evidence", "weights", "colours", "seen"):
         torch.testing.assert_close(getattr(some, name), getattr(every, name)[..., pixels], msg=name)
+
+
+def test_a_view_that_frames_no_point_of_the_ray_has_no_say_in_the_search_over_views():
+    # The second camera stands where the first does and looks the other way: the query's rays lie
+    # behind it. Its candidates get no weight, and the copy is the first view's own pixels.
+    torch.manual_seed(0)
+    evidence = PixelEvidence(3, FOV, NEAR, FAR, depths=6, views=True)
+    v = cameras(2, 0)
+    away = v * torch.tensor([1, 1, 1, -1, -1, -1, 1])  # yaw + pi, pitch negated: the opposite axis
+    x = torch.rand(2, 2, 3, 16, 16)
+    reading = evidence(x, torch.stack([v, away], 1), v)
+    assert reading.weights.shape == (2, 2 * 6, 256) and reading.colours.shape == (2, 3, 12, 256)
+    assert reading.weights[:, 6:].abs().max() == 0  # view-major: the second view's 6 depths
+    torch.testing.assert_close(reading.evidence[:, :3].view(2, 3, 16, 16), x[:, 0], atol=1e-5, rtol=0)
+
+
+def test_the_search_over_views_learns_to_copy_the_view_the_query_stands_at():
+    # Noise images, so no depth makes the views agree: the colour to copy is the first view's,
+    # whose camera is the query's. Only a search that can pick a view can copy it exactly.
+    torch.manual_seed(0)
+    evidence = PixelEvidence(3, FOV, NEAR, FAR, depths=8, hidden=8, views=True)
+    x, v = torch.rand(2, 3, 3, 16, 16), cameras(8, 2).view(2, 4, 7)
+    v = torch.cat([v[:, 3:], v[:, 1:3]], 1)  # the query's camera, then two others
+    optimizer = torch.optim.Adam(evidence.parameters(), lr=3e-2)
+    losses = []
+    for _ in range(30):
+        losses.append(search_nll(x[:, 0].flatten(2), evidence(x, v, v[:, 0]), sigma=1.0).mean())
+        optimizer.zero_grad()
+        losses[-1].backward()
+        optimizer.step()
+    assert losses[-1] < 0.01 * losses[0]
 
 
 def test_views_that_agree_outvote_one_that_does_not():
@@ -166,9 +202,10 @@ def test_training_reads_a_share_of_the_pixels_and_prediction_reads_them_all():
     torch.testing.assert_close(out["objective"], out["loss"] + out["search_nll"])
 
 
-def test_the_pixel_evidence_learns_with_the_rest():
+@SEARCHES
+def test_the_pixel_evidence_learns_with_the_rest(views):
     torch.manual_seed(0)
-    model = sharp()
+    model = sharp(search_views=views)
     x, v = torch.rand(2, 4, 3, 16, 16), cameras(8, 3).view(2, 4, 7)
     model(x[:, :3], v[:, :3], x[:, 3], v[:, 3], sigma=0.7)["loss"].backward()
     for name, p in model.named_parameters():
@@ -226,3 +263,7 @@ def test_a_sharp_model_with_a_spatial_search_trains_on_patches():
     assert model.evidence.spatial[-1].weight.grad.abs().sum() > 0
     with pytest.raises(GQNError, match="search_spatial must be odd"):
         sharp(search_spatial=2)
+    with pytest.raises(
+        GQNError, match=r"search_views needs pixel evidence \(pixel_depths > 0\) and no search_spatial"
+    ):
+        sharp(search_spatial=3, search_views=True)

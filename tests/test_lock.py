@@ -36,23 +36,26 @@ def refusal(folder, note: str) -> str:
 
 def holding(folder, fork: bool = False) -> tuple[subprocess.Popen, int | None]:
     """A process that claims `folder` and sleeps, once it says so; `fork`: with a forked child
-    that sleeps on (as a DataLoader worker would), whose pid comes second."""
+    that sleeps on (as a DataLoader worker would), whose pid comes second, returned once the child
+    too has said it runs (by then its copy of the lock is closed: os.register_at_fork)."""
     code = f"""import os, sys, time
 from gqn.lock import claim
 with claim(sys.argv[1]):
     child = os.fork() if {fork} else None
     if child == 0:
+        os.write(1, b"child\\n")  # one write each: the two lines never interleave
         time.sleep(60)
         os._exit(0)
-    print("held", child, flush=True)
+    os.write(1, f"held {{child}}\\n".encode())
     time.sleep(60)
 """
     p = subprocess.Popen(
         [sys.executable, "-c", code, str(folder)], cwd=REPO, stdout=subprocess.PIPE, text=True
     )
-    said, child = p.stdout.readline().split()
-    assert said == "held"
-    return p, None if child == "None" else int(child)
+    said = [p.stdout.readline().split() for _ in range(2 if fork else 1)]
+    (held,) = [line for line in said if line[0] == "held"]
+    assert sorted(line[0] for line in said) == (["child", "held"] if fork else ["held"])
+    return p, None if held[1] == "None" else int(held[1])
 
 
 def test_a_held_folder_is_refused_naming_the_holder(tmp_path):

@@ -365,6 +365,7 @@ PIXEL_FIELDS = (
     "search_spatial",
     "search_hidden",
     "pixel_visibility",
+    "search_views",
 )
 
 

@@ -198,6 +198,12 @@ def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsy
         "the spatial pass of the search and the views' depth test are new (6 tensors)"
         in capsys.readouterr().out
     )
+    # The search over views grows onto weights without pixel evidence, not onto a pooled search's
+    # (its convolutions read more inputs).
+    views = grow("i", "a", "views", pixel_depths=4, search_hidden=8, search_views=True)
+    assert load_checkpoint(views.checkpoint)["model"]["evidence.score.0.weight"].shape[1] == 6 * 3 + 5
+    with pytest.raises(GQNError, match=r"\(search_views: False in checkpoint, True asked\)"):
+        grow("j", "b", "pooled", pixel_depths=4, search_hidden=8, search_views=True)
     # Only the pixel stage may be new: any other field must still be the same.
     with pytest.raises(GQNError, match=r"another model config \(L: 2 in checkpoint, 3 asked"):
         grow("c", "a", "deeper", pixel_depths=4, L=3)

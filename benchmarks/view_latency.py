@@ -1,9 +1,10 @@
 """How fast `gqn view` draws: the latency per frame, and what a fast drag costs.
 
-    python benchmarks/view_latency.py                 # small (paper architecture) + both shipped models
+    python benchmarks/view_latency.py                 # small (paper architecture) + every shipped model
     python benchmarks/view_latency.py --frames 100
 
-For each model, on a few freshly rendered synthetic scenes of its dataset (64 px, 3 context views),
+For each model, on a few freshly rendered synthetic scenes of its dataset (at the dataset's own
+frame size, 3 context views),
 with the camera stepping along the dataset's path as a drag moves it:
   - render: the model's prior-mean prediction and its PNG, as the server's render thread makes
     them (median and 90th percentile over --frames frames);
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from gqn.allocator import keep_freed_memory
-from gqn.checkpoint import Loaded, load_model
+from gqn.checkpoint import Loaded, available, load_model
 from gqn.data import SceneDataset
 from gqn.model import GQN, PRESETS
 from gqn.synth import synthesize
@@ -116,26 +117,27 @@ def main() -> None:
     torch.manual_seed(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = {d: scenes(d, Path(tmp) / d) for d in ("shepard_metzler_5_parts", "rooms_ring_camera")}
-        sm = SceneDataset(data["shepard_metzler_5_parts"], "test", 64)
+        sm = SceneDataset(scenes("shepard_metzler_5_parts", Path(tmp) / "sm"), "test", 64)
         small = GQN(PRESETS["small"]).eval()
         loaded = Loaded(path="-", step=0, sigma=2.0, config=small.config)
-        rows.append(measure("small (untrained)", Viewer(small, sm, loaded, "small"), args.frames))
-        for dataset in data:
+        rows.append(measure("small (untrained), 64 px", Viewer(small, sm, loaded, "small"), args.frames))
+        for dataset in available():
             model, loaded = load_model(f"pretrained:{dataset}")
-            viewer = Viewer(model, SceneDataset(data[dataset], "test", 64), loaded, dataset)
-            rows.append(measure(f"pretrained:{dataset}", viewer, args.frames))
+            size = model.config.image_size
+            test = SceneDataset(scenes(dataset, Path(tmp) / dataset), "test", size)
+            viewer = Viewer(model, test, loaded, dataset)
+            rows.append(measure(f"pretrained:{dataset}, {size} px", viewer, args.frames))
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 64 px, K = 3, {args.frames} frames")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; K = 3, {args.frames} frames")
     print(
-        f"{'model':40} {'render ms':>16} {'round trip ms':>16}   drag at 120 Hz for 2 s: "
+        f"{'model':56} {'render ms':>16} {'round trip ms':>16}   drag at 120 Hz for 2 s: "
         "drawn / dropped, last picture after"
     )
     for r in rows:
         render = f"{np.median(r['render']):.1f} / {np.percentile(r['render'], 90):.1f}"
         trip = f"{np.median(r['round_trip']):.1f} / {np.percentile(r['round_trip'], 90):.1f}"
         print(
-            f"{r['model']:40} {render:>16} {trip:>16}   {r['drawn']:3d} / {r['dropped']:3d} of {r['sent']}, "
+            f"{r['model']:56} {render:>16} {trip:>16}   {r['drawn']:3d} / {r['dropped']:3d} of {r['sent']}, "
             f"{r['last_ms']:.0f} ms (queued: {r['queued_ms'] / 1000:.1f} s)"
         )
     print("(render and round trip: median / 90th percentile)")

@@ -117,14 +117,15 @@ def main() -> None:
     torch.manual_seed(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        sm = SceneDataset(scenes("shepard_metzler_5_parts", Path(tmp) / "sm"), "test", 64)
+        data = {d: scenes(d, Path(tmp) / d) for d in dict.fromkeys(["shepard_metzler_5_parts", *available()])}
+        sm = SceneDataset(data["shepard_metzler_5_parts"], "test", 64)
         small = GQN(PRESETS["small"]).eval()
         loaded = Loaded(path="-", step=0, sigma=2.0, config=small.config)
         rows.append(measure("small (untrained), 64 px", Viewer(small, sm, loaded, "small"), args.frames))
         for dataset in available():
             model, loaded = load_model(f"pretrained:{dataset}")
             size = model.config.image_size
-            test = SceneDataset(scenes(dataset, Path(tmp) / dataset), "test", size)
+            test = SceneDataset(data[dataset], "test", size)
             viewer = Viewer(model, test, loaded, dataset)
             rows.append(measure(f"pretrained:{dataset}, {size} px", viewer, args.frames))
 

@@ -11,8 +11,8 @@ learned from, the `gqn train` commands that reproduce it (`gqn.config.training_c
 SHA-256 of the weights and the eval table measured on it (and with --check a second, smaller one:
 CI reproduces that one instead, for a model whose full table takes too long to measure). Weights
 in `gqn/weights/` ship with gqn and load as `pretrained:NAME` wherever a verb takes a CHECKPOINT,
-and in Python as `gqn.load_pretrained(NAME)`. While it writes, --out is claimed (`gqn.lock`): a second export
-into it is refused.
+and in Python as `gqn.load_pretrained(NAME)`. While it writes, --out is claimed (`gqn.lock`): a
+second export into it is refused.
 """
 
 from __future__ import annotations

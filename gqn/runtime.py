@@ -12,6 +12,7 @@ A process started by `torchrun` (or by `spawn`) finds its rank and world size in
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -64,6 +65,20 @@ def _spawned(local_rank: int, fn, arg, world: int, port: int) -> None:
     )
     keep_freed_memory()  # a fresh interpreter: as gqn's console script does
     fn(arg)
+    leave_group()
+
+
+def leave_group() -> None:
+    """Leave the process group of a run that ended well, all processes together: the others wait
+    at a barrier while rank 0 writes its last checkpoint, and DDP's hold on the group (its reducer
+    sits in reference cycles) is collected before the group is destroyed, not at interpreter exit.
+    A process that left alone and early aborted about 1 run in 40 of two gloo processes, in gloo's
+    threads ("terminate called without an active exception"), failing a run that had finished."""
+    if not dist.is_initialized():
+        return
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def agree(flag: bool, world: int, device: torch.device) -> bool:

@@ -39,7 +39,7 @@ from gqn.lock import claim
 from gqn.metrics import bits_per_dim
 from gqn.model import GQN
 from gqn.runlog import RunLog
-from gqn.runtime import StopSignals, agree, autocast, setup_process, spawn, unwrap, wrap
+from gqn.runtime import StopSignals, agree, autocast, leave_group, setup_process, spawn, unwrap, wrap
 from gqn.schedules import lr_at, sigma_at
 
 
@@ -283,8 +283,7 @@ def run(args) -> int:
         spawn(train, cfg, gpus)
         return 0
     result = train(cfg)
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    leave_group()
     if result.stopped_by:
         return 128 + signal.Signals[result.stopped_by].value
     if int(os.environ.get("RANK", "0")) == 0:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gqn.cameras import project, rays
+from gqn.cameras import project, project_rays, rays
 from gqn.errors import GQNError
 
 X_CHANNELS = 3  # colour channels of a frame
@@ -51,6 +51,32 @@ def gather(
     """
     b, k = features.shape[:2]
     grid, depth = project(points[:, None].expand(b, k, -1, 3), context_v, fov)  # (B, K, P, 2), (B, K, P)
+    return read(features, grid, depth)
+
+
+def gather_along_rays(
+    features: torch.Tensor,
+    context_v: torch.Tensor,
+    origin: torch.Tensor,
+    direction: torch.Tensor,
+    depth: torch.Tensor,
+    fov: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`gather` at the points origin + d direction, d in `depth`, of rays (`project_rays`: the
+    points are never formed) -> values (B, K, C, P), seen (B, K, P), and the points' distance from
+    each context camera (B, K, P); origin (B, 3), direction (B, N, 3), depth (D,), P = D N
+    depth-major."""
+    grid, along, distance = project_rays(origin, direction, depth, context_v, fov)
+    return (*read(features, grid, along), distance)
+
+
+def read(
+    features: torch.Tensor, grid: torch.Tensor, depth: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """features (B, K, C, H', W'), grid (B, K, P, 2) where P points land in each view (`project`),
+    depth (B, K, P) their depth in it -> values (B, K, C, P) (bilinear; zero where the view does
+    not see the point) and seen (B, K, P) in {0, 1}."""
+    b, k = features.shape[:2]
     values = F.grid_sample(
         features.flatten(0, 1),
         grid.flatten(0, 1)[:, :, None].to(features.dtype),  # (BK, P, 1, 2)
@@ -58,7 +84,8 @@ def gather(
         padding_mode="zeros",
         align_corners=False,
     )  # (BK, C, P, 1)
-    inside = (grid.abs() <= 1).all(-1) & (depth > MIN_DEPTH)
+    x, y = grid.unbind(-1)
+    inside = (x.abs() <= 1) & (y.abs() <= 1) & (depth > MIN_DEPTH)
     seen = inside.to(values.dtype)
     return values[..., 0].unflatten(0, (b, k)) * seen[:, :, None], seen
 
@@ -116,8 +143,9 @@ class Epipolar(nn.Module):
         features = self.encode(context_x.flatten(0, 1)).unflatten(0, (b, k))  # (B, K, C, H', W')
         origin, direction = rays(query_v.float(), h, self.fov)  # (B, 3), (B, h, w, 3)
         depth = torch.linspace(self.near, self.far, self.depths, device=query_v.device)  # (D,)
-        points = origin[:, None, None, None] + depth[:, None, None, None] * direction[:, None]
-        values, seen = gather(features, context_v.float(), points.flatten(1, 3), self.fov)
+        values, seen, _ = gather_along_rays(
+            features, context_v.float(), origin, direction.flatten(1, 2), depth, self.fov
+        )
         values = values.float()  # (B, K, C, P), P = D h w; zero where view k does not see the point
         count = seen.float().sum(1, keepdim=True)  # (B, 1, P)
         mean = values.sum(1) / count.clamp_min(1)  # (B, C, P): over the views that see the point

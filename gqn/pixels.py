@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gqn.cameras import axes, project, rays
-from gqn.epipolar import X_CHANNELS, gather
+from gqn.epipolar import X_CHANNELS, gather_along_rays
 from gqn.errors import GQNError
 
 BLEND_HIDDEN = 32  # channels of the blend's hidden layer
@@ -103,7 +103,7 @@ class PixelEvidence(nn.Module):
         for dilation in SCORE_DILATIONS:  # over (depth, pixel): along each ray, never across pixels
             pad = dilation * (SCORE_KERNEL // 2)
             layers += [nn.Conv2d(width, hidden, (SCORE_KERNEL, 1), padding=(pad, 0), dilation=(dilation, 1))]
-            layers += [nn.ReLU()]
+            layers += [nn.ReLU(inplace=True)]
             width = hidden
         self.score = nn.Sequential(*layers, nn.Conv2d(width, 1, 1))
         # Each view's weight at a point: exp(-agreement * its squared distance from the mean of the
@@ -139,6 +139,11 @@ class PixelEvidence(nn.Module):
     def channels(self) -> int:
         """C + 4: the evidence's channels (`forward`)."""
         return self.feature_channels + 4
+
+    def along_ray(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The score's convolutions along each ray: inputs (B', F, D, N) -> scores (B', D, N). In
+        channels-last memory, where oneDNN convolves this shape about twice as fast (forward)."""
+        return self.score(inputs.contiguous(memory_format=torch.channels_last))[:, 0]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, 3, H, W) -> (N, C, H, W): the colours, then learned features."""
@@ -181,19 +186,20 @@ class PixelEvidence(nn.Module):
         elif self.spatial is not None and (grid is None or grid[0] * grid[1] != n):
             raise GQNError(f"the search's spatial pass needs the {n} pixels' grid, got {grid}")
         depth = torch.linspace(self.near, self.far, d, device=query_v.device)  # (D,)
-        points = origin[:, None, None] + depth[:, None, None] * direction[:, None]  # (B, D, N, 3)
-        points = points.flatten(1, 2)  # (B, P, 3), depth-major
-        values, seen = gather(features, context_v.float(), points, self.fov)  # (B, K, C, P), (B, K, P)
-        count = seen.sum(1)  # (B, P)
+        cv = context_v.float()
+        values, seen, distance = gather_along_rays(features, cv, origin, direction, depth, self.fov)
+        count = seen.sum(1)  # (B, P): values (B, K, C, P), seen and distance (B, K, P), P = D N
 
-        toward_query = F.normalize(points - origin[:, None], dim=-1)  # (B, P, 3)
-        toward_view = F.normalize(points[:, None] - axes(context_v.float())[0][:, :, None], dim=-1)
-        facing = (toward_view * toward_query[:, None]).sum(-1)  # (B, K, P)
+        # facing: the cosine between view k's ray to a point and the query's, (p - c) . u / |p - c|
+        # with u the query ray's unit direction, and (p - c) . u = (o - c) . u + d |direction|
+        unit = F.normalize(direction, dim=-1)  # (B, N, 3)
+        ahead = (origin[:, None] - axes(cv)[0]) @ unit.transpose(1, 2)  # (B, K, N): (o - c) . u
+        along = depth[:, None] * direction.norm(dim=-1)[:, None]  # (B, D, N)
+        facing = (ahead[:, :, None] + along[:, None]).flatten(2) / distance.clamp_min(1e-12)  # (B, K, P)
         occluded = None
         if self.occlusion is not None and surfaces is not None:
-            behind = depth_behind(points, context_v.float(), surfaces.float(), self.fov) / (
-                self.far - self.near
-            )
+            points = (origin[:, None, None] + depth[:, None, None] * direction[:, None]).flatten(1, 2)
+            behind = depth_behind(points, cv, surfaces.float(), self.fov) / (self.far - self.near)
             occluded = self.occlusion.exp() * (behind - self.margin).clamp_min(0)  # (B, K, P)
         pooled, spread = pool_views(values, seen, facing, F.softplus(self.agreement), self.facing, occluded)
 
@@ -208,13 +214,13 @@ class PixelEvidence(nn.Module):
         if self.views:
             weights, candidates, colours = self._search_views(values, seen, facing, shared, per_depth, (d, n))
         else:
-            scores = self.score(shared.view(b, -1, d, n))[:, 0] + prior_logits.view(b, d, n)
+            scores = self.along_ray(shared.view(b, -1, d, n)) + prior_logits.view(b, d, n)
             if self.spatial is not None:
                 scores = scores + self.spatial(scores.view(b, d, *grid)).flatten(2)
             weights = scores.softmax(1)  # (B, D, N)
             candidates = torch.cat([pooled, per_depth], 1).view(b, -1, d, n)  # (B, C + 3, D, N)
             colours = pooled[:, :X_CHANNELS].view(b, X_CHANNELS, d, n)
-        evidence = torch.einsum("bdn,bcdn->bcn", weights, candidates)  # (B, C + 3, N)
+        evidence = (weights[:, None] * candidates).sum(2)  # (B, C + 3, N); as an einsum, 16,384 tiny matmuls
         evidence = torch.cat([evidence, weights.amax(1, keepdim=True)], 1)
         seen = (count.view(b, d, n) > 0).any(1).to(evidence.dtype)
         return Reading(evidence, weights, colours, seen)
@@ -245,7 +251,7 @@ class PixelEvidence(nn.Module):
             [values, (values - shared[:, None, :c]) * mask, facing[:, :, None], seen[:, :, None]], 2
         )
         inputs = torch.cat([own, shared[:, None].expand(-1, k, -1, -1)], 2)  # (B, K, 6C + 5, P)
-        scores = self.score(inputs.flatten(0, 1).view(b * k, -1, d, n))[:, 0].view(b, k, d, n)
+        scores = self.along_ray(inputs.flatten(0, 1).view(b * k, -1, d, n)).view(b, k, d, n)
         scores = scores + shared[:, None, 2 * c + 2].view(b, 1, d, n)  # the prior's logits
         scores = scores.masked_fill(seen.view(b, k, d, n) == 0, -1e4)
         weights = scores.flatten(1, 2).softmax(1)  # (B, K D, N)
@@ -321,7 +327,7 @@ def pool_views(
     if occluded is not None:
         logits = logits - occluded
     weights = logits.masked_fill(seen == 0, -1e4).softmax(1) * seen
-    return torch.einsum("bkp,bkcp->bcp", weights, values), spread
+    return (weights[:, :, None] * values).sum(1), spread
 
 
 def depth_behind(

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import assert_shepard_metzler_cameras
 
-from gqn.cameras import axes, forward, orbit_cameras, pixel_centres, project, rays, viewpoints
+from gqn.cameras import axes, forward, orbit_cameras, pixel_centres, project, project_rays, rays, viewpoints
 from gqn.data.table import CAMERA_PATHS, DATASETS, FREE, RING, SPHERE, camera_path
 from gqn.errors import GQNError
 from gqn.synth.gl import choose_gl
@@ -157,6 +157,22 @@ def test_rays_pass_through_the_points_that_project_to_their_cells():
     centres = pixel_centres(8).double().flatten(0, 1)  # (64, 2) of (x, y)
     assert torch.allclose(grid[0], centres * torch.tensor([1.0, -1.0], dtype=torch.float64), atol=1e-9)
     assert torch.allclose(depth, torch.full_like(depth, 2.5))
+
+
+def test_projecting_rays_at_depths_is_projecting_their_points():
+    # project_rays never forms the points origin + d direction; it must land them where project does
+    v = viewpoints(torch.tensor([[1.0, -2.0, 0.5, 0.7, -0.2], [0.0, 3.0, 1.0, 4.0, 0.4]]))
+    views = viewpoints(torch.tensor([[[3.0, 0.5, 1.0, 2.5, -0.3], [-2.0, -2.0, 0.0, 0.8, 0.2]]] * 2))
+    origin, direction = rays(v, 6, 75.0)  # (2, 3), (2, 6, 6, 3)
+    direction = direction.flatten(1, 2)  # (2, 36, 3)
+    depth = torch.tensor([0.5, 1.0, 4.0])
+    points = (origin[:, None, None] + depth[:, None, None] * direction[:, None]).flatten(1, 2)  # depth-major
+    grid, along, distance = project_rays(origin, direction, depth, views, 75.0)  # (2, 2, 108, ...)
+    want_grid, want_depth = project(points[:, None].expand(2, 2, -1, 3), views, 75.0)
+    torch.testing.assert_close(grid, want_grid, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(along, want_depth, atol=1e-5, rtol=1e-5)
+    want_distance = (points[:, None] - views[:, :, None, :3]).norm(dim=-1)
+    torch.testing.assert_close(distance, want_distance, atol=1e-5, rtol=1e-5)
 
 
 def test_pixel_centres_put_row_zero_at_the_top():

@@ -10,11 +10,11 @@ import torch
 from conftest import tiny, tiny_training, train_tiny
 from PIL import Image
 
-from gqn.cameras import pixel_centres, project, sphere_cameras
+from gqn.cameras import pixel_centres, project, rays, sphere_cameras
 from gqn.checkpoint import load_model
 from gqn.cli import main
 from gqn.data import viewpoints
-from gqn.epipolar import along_ray_weights, gather
+from gqn.epipolar import along_ray_weights, gather, gather_along_rays
 from gqn.model import GQN
 from gqn.train import train
 
@@ -42,6 +42,29 @@ def test_gathering_a_map_of_positions_returns_the_projected_positions():
     assert inner.float().mean() > 0.9 and (seen.bool() == ((grid.abs() <= 1).all(-1) & (depth > 0))).all()
     got = values.permute(0, 1, 3, 2)[inner]
     torch.testing.assert_close(got, grid[inner], atol=1e-5, rtol=0)
+
+
+def test_gathering_along_rays_reads_what_gathering_their_points_reads():
+    b, k = 2, 3
+    v = cameras(b * k, 3).view(b, k, 7)
+    query = cameras(b, 4)
+    features = torch.rand(b, k, 5, 16, 16)
+    origin, direction = rays(query, 8, FOV)
+    direction = direction.flatten(1, 2)  # (B, 64, 3)
+    depth = torch.linspace(1.0, 6.0, 7)
+    points = (origin[:, None, None] + depth[:, None, None] * direction[:, None]).flatten(1, 2)
+    values, seen, distance = gather_along_rays(features, v, origin, direction, depth, FOV)
+    want_values, want_seen = gather(features, v, points, FOV)
+    assert (
+        0.2 < seen.mean() < 1 and (seen == want_seen).float().mean() > 0.999
+    )  # a point on an edge may differ
+    same = seen == want_seen
+    torch.testing.assert_close(
+        values.permute(0, 1, 3, 2)[same], want_values.permute(0, 1, 3, 2)[same], atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(
+        distance, (points[:, None] - v[:, :, None, :3]).norm(dim=-1), atol=1e-4, rtol=1e-5
+    )
 
 
 def test_points_a_view_cannot_see_read_zero():

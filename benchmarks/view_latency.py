@@ -9,7 +9,8 @@ with the camera stepping along the dataset's path as a drag moves it:
   - render: the model's prior-mean prediction and its PNG, as the server's render thread makes
     them (median and 90th percentile over --frames frames);
   - round trip: the same through the real server (uvicorn, Starlette, JSON over HTTP on
-    loopback), one request at a time, as a page waits for each;
+    loopback), one request at a time, as a page waits for each; the main thread renders and the
+    server runs on another, as in `gqn view` (gqn/view/live.py says why);
   - drag: requests sent every 8 ms (a 120 Hz pointer) for 2 s from one page: how many were drawn
     and how many dropped as overtaken, and how long after the last one its picture arrived; a
     server that queued them would have answered it only after drawing every one before it.
@@ -74,17 +75,35 @@ def measure(name: str, viewer: Viewer, frames: int) -> dict:
 
     import uvicorn
 
-    live = LiveRenderer()
+    # as `gqn view` runs: this (the main) thread renders, the server and the client run beside it
+    live = LiveRenderer(thread=False)
     sock = listen("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/render"
     server = uvicorn.Server(uvicorn.Config(make_app(viewer, live), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
+    http = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    http.start()
+    figures: dict = {}
+    client = threading.Thread(target=lambda: figures.update(drive(url, server, bodies)), daemon=True)
+    client.start()
+    live.serve(alive=client.is_alive)
+    server.should_exit = True
+    http.join(10)
+    live.close()
+    sock.close()
+    return {
+        "model": name,
+        "render": render,
+        **figures,
+        "queued_ms": figures["sent"] * float(np.median(render)),
+    }
+
+
+def drive(url: str, server, bodies: list[dict]) -> dict:
+    """The client: one request at a time, then a fast drag (a request every 8 ms for 2 s, each
+    answered or dropped)."""
     while not server.started:
         time.sleep(0.01)
     round_trip = [post(url, body)[1] for body in bodies]
-
-    # a fast drag: a request every 8 ms for 2 s, each answered or dropped
     burst = requests(250)
     with ThreadPoolExecutor(64) as pool:
         futures = []
@@ -93,19 +112,12 @@ def measure(name: str, viewer: Viewer, frames: int) -> dict:
             time.sleep(0.008)
         answers = [f.result() for f in futures]
     statuses = [status for status, _ in answers]
-    server.should_exit = True
-    thread.join(10)
-    live.close()
-    sock.close()
     return {
-        "model": name,
-        "render": render,
         "round_trip": round_trip,
         "drawn": statuses.count(200),
         "dropped": statuses.count(409),
         "sent": len(burst),
         "last_ms": answers[-1][1],
-        "queued_ms": len(burst) * float(np.median(render)),
     }
 
 

@@ -4,6 +4,7 @@ the page in a real headless browser (Debian's Chromium under Selenium)."""
 import base64
 import io
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -73,6 +74,25 @@ def test_a_failing_job_reaches_its_caller_and_the_thread_keeps_serving():
         live.submit("page", lambda: 1 / 0).result(10)
     assert live.submit("page", lambda: 42).result(10) == 42
     live.close()
+
+
+def test_without_a_thread_of_its_own_the_caller_renders_until_told_to_stop():
+    live = LiveRenderer(thread=False)  # as gqn view: the main thread renders, the server runs beside it
+    answers = []
+
+    def client():
+        answers.append(live.submit("page", threading.get_ident).result(10))
+        answers.append(live.submit("page", lambda: 7).result(10))
+
+    asking = threading.Thread(target=client)
+    asking.start()
+    live.serve(alive=asking.is_alive)  # returns once the client is done and no job waits
+    asking.join(10)
+    assert answers == [threading.get_ident(), 7] and live.rendered == 2
+    late = live.submit("page", lambda: 1)
+    live.close()  # a job nobody rendered is answered, not left waiting
+    with pytest.raises(Overtaken, match="the server is stopping"):
+        late.result(1)
 
 
 # --- what the server checks ------------------------------------------------------------------------
@@ -189,9 +209,10 @@ def test_serving_beyond_localhost_is_said(trained_tiny):
     try:
         assert "open http://0.0.0.0:" in process.stdout.readline()
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # Ctrl-C: the page's server and the renderer stop, exit 0
         _, err = process.communicate(timeout=30)
     assert "note: serving on 0.0.0.0, not 127.0.0.1" in err
+    assert process.returncode == 0, err
 
 
 # --- the page in a real browser ------------------------------------------------------------------

@@ -37,6 +37,7 @@ import base64
 import io
 import json
 import math
+import signal
 import socket
 import sys
 import threading
@@ -344,7 +345,7 @@ def run(args) -> int:
     model, loaded = load_model(args.checkpoint)
     dataset = open_dataset(args.data, args.split, model.config.image_size, loaded.dataset)
     viewer = Viewer(model, dataset, loaded, args.checkpoint)
-    live = LiveRenderer()
+    live = LiveRenderer(thread=False)  # this thread renders: the one that loaded the model (live.py)
     host, port = sock.getsockname()[:2]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
@@ -352,15 +353,25 @@ def run(args) -> int:
             file=sys.stderr,
         )
     shown = f"[{host}]" if ":" in host else host
+    stopping = threading.Event()  # Ctrl-C or a TERM from here on: set by the handler, which takes no lock
+    previous = {s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     print(
         f"gqn view: {viewer.where}, {len(dataset)} scenes, {viewer.path.name} camera path; "
         f"open http://{shown}:{port}/ (Ctrl-C stops)",
         flush=True,
     )
     server = uvicorn.Server(uvicorn.Config(make_app(viewer, live), log_level="warning", lifespan="off"))
+    http = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gqn-view-http", daemon=True)
+    http.start()
     try:
-        server.run(sockets=[sock])
+        live.serve(alive=lambda: http.is_alive() and not stopping.is_set())
     finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        server.should_exit = True
         live.close()
+        http.join(10)
         sock.close()
+    if not stopping.is_set():
+        raise GQNError(f"gqn view: the web server on {shown}:{port} stopped (its error is above)")
     return 0

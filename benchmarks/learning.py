@@ -3,10 +3,13 @@
     python benchmarks/learning.py --minutes 8 --at 2,4,8 small epipolar
     python benchmarks/learning.py --minutes 8 epipolar epipolar:ray_weighting=transmittance
     python benchmarks/learning.py --minutes 8 epipolar epipolar:lr_start=1e-3 epipolar:batch_size=8
+    python benchmarks/learning.py --minutes 10 epipolar epipolar@6+configs/sharp-grown.json
 
 Each RUN is a model config (a preset or a .json file) with optional `:field=value,...`
 overrides of model-config fields (`ray_weighting`, `depth_samples`, ...) or training fields
-(`lr_start`, `batch_size`, `sigma_end`, ...). Every run trains with `gqn train` on the same data
+(`lr_start`, `batch_size`, `sigma_end`, ...). A RUN may be grown in stages, `STAGE@M+STAGE...`:
+each stage (a config with its overrides, as a RUN) trains until minute M of the run, and the
+next starts from its last checkpoint's weights (`gqn train --init`, a new optimizer at step 0). Every run trains with `gqn train` on the same data
 (the built-in Shepard-Metzler scenes unless --data) from the same seed, stopping at each of the
 --at minutes (training time only) to be scored on the same --scenes held-out scenes at K = 3:
 prior-mean PSNR, its gain over the better baseline, view gain and view identification (see
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from dataclasses import fields, replace
@@ -54,6 +58,28 @@ def parse_run(spec: str, folder: Path) -> tuple[str, dict]:
     return str(path), train_fields
 
 
+def parse_stages(spec: str, folder: Path) -> list[tuple[str, dict, float]]:
+    """ "STAGE@M+STAGE..." -> [(config, overrides, the minute the stage ends)], the last endless."""
+    parts = spec.split("+")
+    stages = []
+    for i, part in enumerate(parts):
+        body, at, end = part.rpartition("@")
+        if not at:
+            body = part
+        if (i < len(parts) - 1) != bool(at):
+            raise SystemExit(
+                f"{spec}: every stage but the last ends at a minute (STAGE@M), the last does not"
+            )
+        try:
+            ends = float(end) if at else math.inf
+        except ValueError:
+            raise SystemExit(f"{spec}: {end!r} after @ is not a number of minutes") from None
+        if stages and ends <= stages[-1][2]:
+            raise SystemExit(f"{spec}: the stages' minutes must increase")
+        stages.append((*parse_run(body, folder), ends))
+    return stages
+
+
 def score(run_dir: Path, data: str | None, scenes: int) -> dict:
     model, loaded = load_model(run_dir)
     dataset = open_dataset(data, "test", model.config.image_size)
@@ -72,7 +98,9 @@ def score(run_dir: Path, data: str | None, scenes: int) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="RUN", help="NAME[:field=value,...]")
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN", help="NAME[:field=value,...], or stages: NAME...@M+NAME..."
+    )
     p.add_argument("--minutes", type=float, default=8.0, help="training minutes per run")
     p.add_argument("--at", default=None, help="minutes at which to score (default: quarters)")
     p.add_argument("--data", default=None, help="ROOT/DATASET (default: the built-in data)")
@@ -90,30 +118,38 @@ def main():
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="gqn-learning-") as tmp:
         for spec in args.runs:
-            config, overrides = parse_run(spec, Path(tmp))
-            run_dir = Path(tmp) / f"run-{len(results)}"
+            stages = parse_stages(spec, Path(tmp))
             results[spec] = []
-            trained = 0.0
+            stage, trained = 0, 0.0
             for mark in marks:
-                settings = {
-                    "data": args.data,
-                    "run_dir": str(run_dir),
-                    "config": config,
-                    "batch_size": args.batch_size,
-                    "max_minutes": max(mark - trained, 0.05),
-                    "eval_every": 0,
-                    "image_every": 0,
-                    "checkpoint_every": 10**9,
-                    "log_every": 50,
-                    "workers": 1,
-                    "resume": "auto",
-                }
-                cfg = TrainConfig(**{**settings, **overrides})  # a run's own batch_size or seed wins
-                start = time.monotonic()
-                result = train(cfg)
-                trained += (time.monotonic() - start) / 60
-                if result.stopped_by:  # Ctrl-C or a kill: gqn train saved and stopped; so does this
-                    raise SystemExit(f"{spec}: stopped by {result.stopped_by} at step {result.step}")
+                while True:  # train the stages up to this mark, growing each from the last
+                    config, overrides, ends = stages[stage]
+                    run_dir = Path(tmp) / f"run-{len(results)}-{stage}"
+                    grown = {"init": str(Path(tmp) / f"run-{len(results)}-{stage - 1}")} if stage else {}
+                    settings = {
+                        "data": args.data,
+                        "run_dir": str(run_dir),
+                        "config": config,
+                        "batch_size": args.batch_size,
+                        "max_minutes": max(min(mark, ends) - trained, 0.05),
+                        "eval_every": 0,
+                        "image_every": 0,
+                        "checkpoint_every": 10**9,
+                        "log_every": 50,
+                        "workers": 1,
+                        "resume": "auto",
+                        **grown,
+                    }
+                    if trained < min(mark, ends) or not run_dir.exists():  # else: trained to its end
+                        cfg = TrainConfig(**{**settings, **overrides})  # a run's own batch_size or seed wins
+                        start = time.monotonic()
+                        result = train(cfg)
+                        trained += (time.monotonic() - start) / 60
+                        if result.stopped_by:  # Ctrl-C or a kill: gqn train saved and stopped; so does this
+                            raise SystemExit(f"{spec}: stopped by {result.stopped_by} at step {result.step}")
+                    if mark <= ends or stage == len(stages) - 1:
+                        break
+                    stage += 1
                 figures = {"minutes": trained, **score(run_dir, args.data, args.scenes)}
                 results[spec].append(figures)
                 print(

@@ -53,7 +53,7 @@ def parse_run(spec: str, folder: Path) -> tuple[str, dict]:
     if not model:
         return name, train_fields
     config = replace(get_config(name), **model)
-    path = folder / f"{spec.replace(':', '_').replace('=', '-').replace(',', '_')}.json"
+    path = folder / f"{spec.replace('/', '_').replace(':', '_').replace('=', '-').replace(',', '_')}.json"
     path.write_text(json.dumps({"model": config.to_dict()}))
     return str(path), train_fields
 
@@ -117,8 +117,8 @@ def main():
     )
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="gqn-learning-") as tmp:
-        for spec in args.runs:
-            stages = parse_stages(spec, Path(tmp))
+        runs = {spec: parse_stages(spec, Path(tmp)) for spec in args.runs}  # every spec checked first
+        for spec, stages in runs.items():
             results[spec] = []
             stage, trained = 0, 0.0
             for mark in marks:

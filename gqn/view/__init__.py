@@ -13,8 +13,8 @@ and pitch), the rooms' ring (yaw), elsewhere free yaw and pitch at the position 
 gone to; a switch between the prior mean and a sample (with a button for a fresh one); the camera's
 numbers; and the latency of each frame.
 
-The server is Starlette under uvicorn. The model renders on one background thread
-(`gqn.view.live.LiveRenderer`): a request that a newer one from the same page overtakes before it
+The server is Starlette under uvicorn, on a thread beside the main one, which renders
+(`gqn.view.live.LiveRenderer`; live.py says why the main one): a request that a newer one from the same page overtakes before it
 starts is answered 409 and never rendered, so the picture keeps up with the hand. Bad requests get
 a JSON `{"error": "..."}` of one line and the server keeps serving. It binds to 127.0.0.1 unless
 told otherwise (--host), and says so when told otherwise.
@@ -179,7 +179,7 @@ class Viewer:
         return indices
 
     def request(self, body: dict):
-        """Check a render request and return the job that renders it (run on the render thread)."""
+        """Check a render request and return the job that renders it (run by the LiveRenderer)."""
         if not isinstance(body, dict):
             raise BadRequest("the request must be a JSON object")
         scene = self.scene_index(body.get("scene"))

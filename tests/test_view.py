@@ -95,6 +95,16 @@ def test_without_a_thread_of_its_own_the_caller_renders_until_told_to_stop():
         late.result(1)
 
 
+def test_told_to_stop_the_renderer_stops_though_requests_keep_coming():
+    live = LiveRenderer(thread=False)
+    waiting = live.submit("page", lambda: "drawn")  # a drag's newest position, as Ctrl-C comes
+    live.serve(alive=lambda: False)  # returns at once: nothing drawn
+    live.close()
+    assert live.rendered == 0
+    with pytest.raises(Overtaken, match="the server is stopping"):
+        waiting.result(1)
+
+
 # --- what the server checks ------------------------------------------------------------------------
 
 

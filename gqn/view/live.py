@@ -67,12 +67,13 @@ class LiveRenderer:
 
     def serve(self, alive: Callable[[], bool] = lambda: True) -> None:
         """Render the submitted jobs on this thread until `close`, or until `alive()` is false
-        (asked at least every POLL seconds while no job waits)."""
+        (asked before every job, and at least every POLL seconds while none waits; the jobs
+        still waiting then are answered by `close`)."""
         while True:
             with self._wake:
                 while not self._order and not self._closed and alive():
                     self._wake.wait(POLL)
-                if self._closed or not self._order:
+                if self._closed or not alive():
                     return
                 job, future = self._slots.pop(self._order.pop(0))
             if not future.set_running_or_notify_cancel():

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from gqn.allocator import keep_freed_memory
 from gqn.cameras import axes, rays, sphere_cameras, viewpoints
 from gqn.epipolar import gather, gather_along_rays
-from gqn.pixels import PixelEvidence
+from gqn.pixels import PixelEvidence, ray_facing
 
 FOV, NEAR, FAR = 45.0, 0.1, 10.0
 
@@ -61,10 +61,7 @@ def formed_points(features, context_v, origin, direction, depth):
 def along_rays(features, context_v, origin, direction, depth):
     """As PixelEvidence reads them: each ray rotated once, the facing from the distances."""
     values, seen, distance = gather_along_rays(features, context_v, origin, direction, depth, FOV)
-    unit = F.normalize(direction, dim=-1)
-    ahead = (origin[:, None] - axes(context_v)[0]) @ unit.transpose(1, 2)
-    along = depth[:, None] * direction.norm(dim=-1)[:, None]
-    return values, seen, (ahead[:, :, None] + along[:, None]).flatten(2) / distance.clamp_min(1e-12)
+    return values, seen, ray_facing(context_v, origin, direction, depth, distance)
 
 
 def main() -> None:

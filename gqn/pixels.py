@@ -189,13 +189,7 @@ class PixelEvidence(nn.Module):
         cv = context_v.float()
         values, seen, distance = gather_along_rays(features, cv, origin, direction, depth, self.fov)
         count = seen.sum(1)  # (B, P): values (B, K, C, P), seen and distance (B, K, P), P = D N
-
-        # facing: the cosine between view k's ray to a point and the query's, (p - c) . u / |p - c|
-        # with u the query ray's unit direction, and (p - c) . u = (o - c) . u + d |direction|
-        unit = F.normalize(direction, dim=-1)  # (B, N, 3)
-        ahead = (origin[:, None] - axes(cv)[0]) @ unit.transpose(1, 2)  # (B, K, N): (o - c) . u
-        along = depth[:, None] * direction.norm(dim=-1)[:, None]  # (B, D, N)
-        facing = (ahead[:, :, None] + along[:, None]).flatten(2) / distance.clamp_min(1e-12)  # (B, K, P)
+        facing = ray_facing(cv, origin, direction, depth, distance)  # (B, K, P)
         occluded = None
         if self.occlusion is not None and surfaces is not None:
             points = (origin[:, None, None] + depth[:, None, None] * direction[:, None]).flatten(1, 2)
@@ -300,6 +294,24 @@ def search_nll(x: torch.Tensor, reading: Reading, sigma: float) -> torch.Tensor:
     depth's colour, over the pixels some view sees. Its minimum puts all the weight on the best depth."""
     error = (reading.colours - x[:, :, None].to(reading.colours.dtype)).square().sum(1)  # (B, D, N)
     return ((reading.weights * error).sum(1) * reading.seen).sum(1) / (2 * sigma**2)
+
+
+def ray_facing(
+    context_v: torch.Tensor,
+    origin: torch.Tensor,
+    direction: torch.Tensor,
+    depth: torch.Tensor,
+    distance: torch.Tensor,
+) -> torch.Tensor:
+    """How nearly each view looks along the query's rays: context_v (B, K, 7), the query's rays
+    origin (B, 3) and direction (B, N, 3), depth (D,), distance (B, K, P) of each point from each
+    view (`gather_along_rays`) -> (B, K, P), the cosine between view k's ray to a point and the
+    query's, (p - c) . u / |p - c| with u the ray's unit direction, where (p - c) . u is
+    (o - c) . u + d |direction|: computed once per ray, not per point."""
+    unit = F.normalize(direction, dim=-1)  # (B, N, 3)
+    ahead = (origin[:, None] - axes(context_v)[0]) @ unit.transpose(1, 2)  # (B, K, N): (o - c) . u
+    along = depth[:, None] * direction.norm(dim=-1)[:, None]  # (B, D, N)
+    return (ahead[:, :, None] + along[:, None]).flatten(2) / distance.clamp_min(1e-12)
 
 
 def pool_views(

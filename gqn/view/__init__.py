@@ -14,8 +14,9 @@ gone to; a switch between the prior mean and a sample (with a button for a fresh
 numbers; and the latency of each frame.
 
 The server is Starlette under uvicorn, on a thread beside the main one, which renders
-(`gqn.view.live.LiveRenderer`; live.py says why the main one): a request that a newer one from the same page overtakes before it
-starts is answered 409 and never rendered, so the picture keeps up with the hand. Bad requests get
+(`gqn.view.live.LiveRenderer`; live.py says why there): a request that a newer one from the same
+page overtakes before it starts is answered 409 and never rendered, so the picture keeps up with
+the hand. Bad requests get
 a JSON `{"error": "..."}` of one line and the server keeps serving. It binds to 127.0.0.1 unless
 told otherwise (--host), and says so when told otherwise.
 
@@ -345,7 +346,7 @@ def run(args) -> int:
     model, loaded = load_model(args.checkpoint)
     dataset = open_dataset(args.data, args.split, model.config.image_size, loaded.dataset)
     viewer = Viewer(model, dataset, loaded, args.checkpoint)
-    live = LiveRenderer(thread=False)  # this thread renders: the one that loaded the model (live.py)
+    live = LiveRenderer(thread=False)  # this thread renders, the only one that computes (live.py)
     host, port = sock.getsockname()[:2]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(

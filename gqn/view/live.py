@@ -10,8 +10,8 @@ overtaken. The renderer takes whichever slot has waited longest, so two pages ta
     result = future.result()                                # or raises Overtaken
     live.close()
 
-`gqn view` renders on the main thread instead (`LiveRenderer(thread=False)`, then `serve()`), the
-one that loaded the model: torch's OpenMP gives every thread that computes a team of its own, and
+`gqn view` renders on the main thread instead (`LiveRenderer(thread=False)`, then `serve()`), and
+no other thread computes: torch's OpenMP gives every thread that computes a team of its own, and
 once a process has more team threads than cores, GNU OpenMP stops spinning between parallel
 regions and puts its workers to sleep, so every one of a render's hundreds of small operations
 waits for a wake-up. A 128 px render took 131 ms on a second computing thread against 75 ms on

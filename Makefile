@@ -54,6 +54,7 @@ bench: setup
 	$(PY) benchmarks/synth.py
 	$(PY) benchmarks/model_step.py --presets tiny,small
 	$(PY) benchmarks/view_latency.py
+	$(PY) benchmarks/evidence_cost.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .import_linter_cache

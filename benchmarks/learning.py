@@ -9,8 +9,8 @@ Each RUN is a model config (a preset or a .json file) with optional `:field=valu
 overrides of model-config fields (`ray_weighting`, `depth_samples`, ...) or training fields
 (`lr_start`, `batch_size`, `sigma_end`, ...). A RUN may be grown in stages, `STAGE@M+STAGE...`:
 each stage (a config with its overrides, as a RUN) trains until minute M of the run, and the
-next starts from its last checkpoint's weights (`gqn train --init`, a new optimizer at step 0). Every run trains with `gqn train` on the same data
-(the built-in Shepard-Metzler scenes unless --data) from the same seed, stopping at each of the
+next starts from its last checkpoint's weights (`gqn train --init`, a new optimizer at step 0).
+Every run trains with `gqn train` on the same data (the built-in Shepard-Metzler scenes unless --data) from the same seed, stopping at each of the
 --at minutes (training time only) to be scored on the same --scenes held-out scenes at K = 3:
 prior-mean PSNR, its gain over the better baseline, view gain and view identification (see
 `gqn eval`). The table ends with each run's figures as a ratio to the first run's.
@@ -125,22 +125,22 @@ def main():
                 while True:  # train the stages up to this mark, growing each from the last
                     config, overrides, ends = stages[stage]
                     run_dir = Path(tmp) / f"run-{len(results)}-{stage}"
-                    grown = {"init": str(Path(tmp) / f"run-{len(results)}-{stage - 1}")} if stage else {}
-                    settings = {
-                        "data": args.data,
-                        "run_dir": str(run_dir),
-                        "config": config,
-                        "batch_size": args.batch_size,
-                        "max_minutes": max(min(mark, ends) - trained, 0.05),
-                        "eval_every": 0,
-                        "image_every": 0,
-                        "checkpoint_every": 10**9,
-                        "log_every": 50,
-                        "workers": 1,
-                        "resume": "auto",
-                        **grown,
-                    }
                     if trained < min(mark, ends) or not run_dir.exists():  # else: trained to its end
+                        settings = {
+                            "data": args.data,
+                            "run_dir": str(run_dir),
+                            "config": config,
+                            "batch_size": args.batch_size,
+                            "max_minutes": max(min(mark, ends) - trained, 0.05),
+                            "eval_every": 0,
+                            "image_every": 0,
+                            "checkpoint_every": 10**9,
+                            "log_every": 50,
+                            "workers": 1,
+                            "resume": "auto",
+                        }
+                        if stage:  # grown from the last stage's weights
+                            settings["init"] = str(Path(tmp) / f"run-{len(results)}-{stage - 1}")
                         cfg = TrainConfig(**{**settings, **overrides})  # a run's own batch_size or seed wins
                         start = time.monotonic()
                         result = train(cfg)

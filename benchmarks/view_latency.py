@@ -6,8 +6,8 @@
 For each model, on a few freshly rendered synthetic scenes of its dataset (at the dataset's own
 frame size, 3 context views),
 with the camera stepping along the dataset's path as a drag moves it:
-  - render: the model's prior-mean prediction and its PNG, as the server's render thread makes
-    them (median and 90th percentile over --frames frames);
+  - render: the model's prior-mean prediction and its PNG, as the server's renderer makes them
+    (median and 90th percentile over --frames frames);
   - round trip: the same through the real server (uvicorn, Starlette, JSON over HTTP on
     loopback), one request at a time, as a page waits for each; the main thread renders and the
     server runs on another, as in `gqn view` (gqn/view/live.py says why);
@@ -83,13 +83,22 @@ def measure(name: str, viewer: Viewer, frames: int) -> dict:
     http = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     http.start()
     figures: dict = {}
-    client = threading.Thread(target=lambda: figures.update(drive(url, server, bodies)), daemon=True)
+
+    def client_side():
+        try:
+            figures.update(drive(url, server, bodies))
+        except BaseException as e:  # said below, on this thread, once the server has stopped
+            figures["error"] = e
+
+    client = threading.Thread(target=client_side, daemon=True)
     client.start()
     live.serve(alive=client.is_alive)
     server.should_exit = True
     http.join(10)
     live.close()
     sock.close()
+    if "error" in figures:
+        raise figures["error"]
     return {
         "model": name,
         "render": render,

@@ -68,7 +68,10 @@ def export(
         "sigma": last.sigma,
         "dataset": last.dataset,
         "trained_with": training_commands(name, stages, origin),
-        "train_config": {k: v for k, v in train_config.items() if k not in ("run_dir", "data", "resume")},
+        # paths on the machine that trained it: `trained_with` names them in the recipe's terms
+        "train_config": {
+            k: v for k, v in train_config.items() if k not in ("run_dir", "data", "resume", "init")
+        },
     }
     for key, report in (("eval", eval_report), ("eval_check", check_report)):
         if report is not None:

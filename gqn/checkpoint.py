@@ -297,6 +297,7 @@ def grown_part(missing: list[str]) -> str:
     parts = {
         "the spatial pass of the search": [k for k in missing if k.startswith("evidence.spatial.")],
         "the views' depth test": [k for k in missing if k in ("evidence.occlusion", "evidence.margin")],
+        "the blend's spatial pass": [k for k in missing if k.startswith("blend.spatial.")],
     }
     if sum(map(len, parts.values())) < len(missing):
         return "the pixel evidence is"
@@ -366,12 +367,13 @@ PIXEL_FIELDS = (
     "search_hidden",
     "pixel_visibility",
     "search_views",
+    "blend_spatial",
 )
 
 
 # What a model with pixel evidence may have switched on afterwards (--init): each adds parameters
 # that start as nothing or as a mild prior (the spatial pass at zero, the depth test's strength).
-PIXEL_ADDITIONS = ("search_spatial", "pixel_visibility")
+PIXEL_ADDITIONS = ("search_spatial", "pixel_visibility", "blend_spatial")
 
 
 def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict, grow: bool = False) -> bool:

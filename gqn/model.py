@@ -80,6 +80,10 @@ class GQNConfig:
     # the search along each pixel's ray picks a context view as well as a depth, and copies that
     # view's own colour there, not the views' pooled one (no spatial pass)
     search_views: bool = False
+    # k: the blend of the copied colours into the generator's image also reads each pixel's k x k
+    # neighbours, and may correct the generator's colour where a view sees the ray (odd; 0: per
+    # pixel); training then reads a random square patch of pixel_fraction of the frame
+    blend_spatial: int = field(default=0, metadata={"min": 0})
     # the generation grid (r, the cores, z) is H/grid_scale x W/grid_scale: the paper's 4 (16 x 16
     # at 64 px); 8 keeps 16 x 16 at 128 px, where the pixel evidence gives the full resolution
     # (the tower's r is at 1/4, so it needs 4; the epipolar, pool and pyramid take any)
@@ -107,8 +111,11 @@ class GQNConfig:
             raise GQNError(
                 "pixel_visibility needs pixel evidence (pixel_depths > 0) and the epipolar representation"
             )
-        if self.search_spatial and self.search_spatial % 2 == 0:
-            raise GQNError(f"search_spatial must be odd (or 0), got {self.search_spatial}")
+        for name in ("search_spatial", "blend_spatial"):
+            if getattr(self, name) % 2 == 0 and getattr(self, name):
+                raise GQNError(f"{name} must be odd (or 0), got {getattr(self, name)}")
+        if self.blend_spatial and not self.pixel_depths:
+            raise GQNError("blend_spatial needs pixel evidence (pixel_depths > 0)")
         if self.search_views and (self.search_spatial or not self.pixel_depths):
             raise GQNError("search_views needs pixel evidence (pixel_depths > 0) and no search_spatial")
         if self.near is not None and self.far is not None and self.far <= self.near:
@@ -434,7 +441,7 @@ class GQN(nn.Module):
                 config.pixel_visibility,
                 config.search_views,
             )
-            self.blend = Blend(config.u_channels, self.evidence.channels)
+            self.blend = Blend(config.u_channels, self.evidence.channels, config.blend_spatial)
 
     # -- stages --------------------------------------------------------------------------------
 
@@ -476,7 +483,7 @@ class GQN(nn.Module):
         pixels, grid = None, None  # all of them, but a share of them in training (config.pixel_fraction)
         if self.training and self.config.pixel_fraction < 1:
             height, width = context_x.shape[3:]
-            patch = self.config.search_spatial > 0
+            patch = self.config.search_spatial > 0 or self.config.blend_spatial > 0
             pixels, grid = training_pixels(height, width, self.config.pixel_fraction, patch, context_x.device)
         surfaces = self._surfaces(context_x, context_v) if self.config.pixel_visibility else None
         return r, (
@@ -521,7 +528,7 @@ class GQN(nn.Module):
         if evidence is None:
             return g
         reading, pixels = evidence
-        return self.blend(g, u, reading.evidence, pixels)
+        return self.blend(g, u, reading.evidence, pixels, reading.grid)
 
     def _search_nll(
         self, x: torch.Tensor, reading: Reading, pixels: torch.Tensor | None, sigma: float

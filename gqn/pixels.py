@@ -62,6 +62,7 @@ class Reading(NamedTuple):
     weights: torch.Tensor  # (B, D', N), the search's weights over its candidates
     colours: torch.Tensor  # (B, 3, D', N), the candidates' colours
     seen: torch.Tensor  # (B, N), 1 where some view sees some point of the ray
+    grid: tuple[int, int] | None = None  # (h', w') with h' w' = N if the N pixels are a patch, row-major
 
 
 class PixelEvidence(nn.Module):
@@ -183,7 +184,9 @@ class PixelEvidence(nn.Module):
         n = direction.shape[1]
         if pixels is None:
             grid = (height, width)
-        elif self.spatial is not None and (grid is None or grid[0] * grid[1] != n):
+        elif grid is not None and grid[0] * grid[1] != n:
+            raise GQNError(f"a grid of {grid[0]}x{grid[1]} pixels given for {n} pixels")
+        elif self.spatial is not None and grid is None:
             raise GQNError(f"the search's spatial pass needs the {n} pixels' grid, got {grid}")
         depth = torch.linspace(self.near, self.far, d, device=query_v.device)  # (D,)
         cv = context_v.float()
@@ -217,7 +220,7 @@ class PixelEvidence(nn.Module):
         evidence = (weights[:, None] * candidates).sum(2)  # (B, C + 3, N); as an einsum, 16,384 tiny matmuls
         evidence = torch.cat([evidence, weights.amax(1, keepdim=True)], 1)
         seen = (count.view(b, d, n) > 0).any(1).to(evidence.dtype)
-        return Reading(evidence, weights, colours, seen)
+        return Reading(evidence, weights, colours, seen, grid)
 
     def _search_views(
         self,
@@ -367,26 +370,61 @@ class Blend(nn.Module):
     mean = g + alpha (copied - g) at each pixel, alpha in [0, 1] from that pixel's canvas u and
     evidence; alpha is 0 where no context view sees any point of the pixel's ray, so there the
     image is the generator's alone. Per pixel, so that training may read a subset of pixels.
+
+    With `spatial` = k, a pass over each pixel's neighbourhood (two k x k convolutions over the
+    canvas, the evidence and g) corrects alpha's logit and adds a colour of its own to the blend,
+    where some view sees the ray: the per-pixel choice cannot see that its neighbours copied an
+    edge, nor draw one that the 16 x 16 generator blurred. Its last layer starts at zero, so the
+    pass starts as none (and may be grown onto a model without it); training then reads a patch.
     """
 
-    def __init__(self, u_channels: int, evidence_channels: int):
+    def __init__(self, u_channels: int, evidence_channels: int, spatial: int = 0):
         super().__init__()
         self.alpha = nn.Sequential(
             nn.Linear(u_channels + evidence_channels, BLEND_HIDDEN), nn.ReLU(), nn.Linear(BLEND_HIDDEN, 1)
         )
+        self.spatial = None
+        if spatial:
+            pad = spatial // 2
+            self.spatial = nn.Sequential(
+                nn.Conv2d(u_channels + evidence_channels + X_CHANNELS, BLEND_HIDDEN, spatial, padding=pad),
+                nn.ReLU(),
+                nn.Conv2d(BLEND_HIDDEN, BLEND_HIDDEN, spatial, padding=pad),
+                nn.ReLU(),
+                nn.Conv2d(BLEND_HIDDEN, 1 + X_CHANNELS, 1),  # alpha's logit, a colour
+            )
+            nn.init.zeros_(self.spatial[-1].weight)
+            nn.init.zeros_(self.spatial[-1].bias)
 
     def forward(
-        self, g: torch.Tensor, u: torch.Tensor, evidence: torch.Tensor, pixels: torch.Tensor | None = None
+        self,
+        g: torch.Tensor,
+        u: torch.Tensor,
+        evidence: torch.Tensor,
+        pixels: torch.Tensor | None = None,
+        grid: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """g (B, 3, H, W) the generator's image, u (B, Cu, H, W) its canvas, evidence (B, E, N) of
-        the pixels (N,) (`PixelEvidence`; None: all H W) -> the mean image (B, 3, H, W), the
+        the pixels (N,) (`PixelEvidence`; None: all H W), grid (h', w') if they are a patch of the
+        frame, row-major (needed by the spatial pass) -> the mean image (B, 3, H, W), the
         generator's own at the pixels not given."""
         g_flat, u_flat = g.flatten(2), u.flatten(2)
         if pixels is not None:
             g_flat, u_flat = g_flat[:, :, pixels], u_flat[:, :, pixels]
-        copied, seen = evidence[:, :X_CHANNELS].to(g.dtype), evidence[:, SEEN : SEEN + 1]
-        inputs = torch.cat([u_flat, evidence.to(u.dtype)], 1).transpose(1, 2)  # (B, N, Cu + E)
-        alpha = torch.sigmoid(self.alpha(inputs)).transpose(1, 2) * (seen > 0)  # (B, 1, N)
+        copied, seen = evidence[:, :X_CHANNELS].to(g.dtype), (evidence[:, SEEN : SEEN + 1] > 0)
+        inputs = torch.cat([u_flat, evidence.to(u.dtype)], 1)  # (B, Cu + E, N)
+        logit = self.alpha(inputs.transpose(1, 2)).transpose(1, 2)  # (B, 1, N)
+        if self.spatial is not None:
+            n = inputs.shape[2]
+            if pixels is None:
+                grid = g.shape[2:]
+            elif grid is None or grid[0] * grid[1] != n:
+                raise GQNError(f"the blend's spatial pass needs the {n} pixels' grid, got {grid}")
+            maps = torch.cat([inputs, g_flat.to(inputs.dtype)], 1).unflatten(2, tuple(grid))
+            correction = self.spatial(maps).flatten(2).to(g.dtype)  # (B, 1 + 3, N)
+            logit = logit + correction[:, :1]
+            g_flat = g_flat + correction[:, 1:] * seen
+        alpha = torch.sigmoid(logit) * seen  # (B, 1, N)
         blended = g_flat + alpha * (copied - g_flat)
         if pixels is None:
             return blended.view_as(g)

@@ -267,3 +267,49 @@ def test_a_sharp_model_with_a_spatial_search_trains_on_patches():
         GQNError, match=r"search_views needs pixel evidence \(pixel_depths > 0\) and no search_spatial"
     ):
         sharp(search_spatial=3, search_views=True)
+
+
+def test_a_spatial_blend_starts_as_the_per_pixel_blend_and_reads_its_neighbours():
+    torch.manual_seed(0)
+    plain, spatial = Blend(4, 7), Blend(4, 7, spatial=3)
+    spatial.load_state_dict(plain.state_dict(), strict=False)
+    g, u = torch.rand(2, 3, 8, 8), torch.rand(2, 4, 8, 8)
+    evidence = torch.rand(2, 7, 64)
+    evidence[:, SEEN] = (torch.arange(64) % 5 != 0).float()  # every fifth ray seen by no view
+    torch.testing.assert_close(
+        spatial(g, u, evidence), plain(g, u, evidence)
+    )  # its last layer starts at zero
+    pixels, grid = training_pixels(8, 8, 0.25, patch=True)
+    with pytest.raises(GQNError, match="the blend's spatial pass needs the 16 pixels' grid"):
+        spatial(g, u, evidence[..., pixels], pixels)
+    # Once it has learned something, a pixel's colour depends on its neighbours' evidence (two
+    # 3 x 3 convolutions: those up to 2 pixels away) ...
+    torch.nn.init.normal_(spatial.spatial[-1].weight)
+    everywhere = evidence.clone()
+    everywhere[:, SEEN] = 1.0
+    nudged = everywhere.clone()
+    nudged[:, :3, 9] += 0.5  # the copied colour at row 1, column 1
+    changed = (spatial(g, u, nudged) - spatial(g, u, everywhere)).abs().sum((0, 1)) > 0
+    assert changed[:4, :4].all() and changed.sum() == 16  # rows and columns 0 to 3, nothing else
+    # ... but where no view sees the ray the image is still the generator's alone, and outside a patch.
+    before, unseen = spatial(g, u, evidence), evidence[:, SEEN] == 0
+    torch.testing.assert_close(
+        before.flatten(2).transpose(1, 2)[unseen], g.flatten(2).transpose(1, 2)[unseen]
+    )
+    patch = spatial(g, u, evidence[..., pixels], pixels, grid)
+    outside = torch.ones(64, dtype=torch.bool).index_fill(0, pixels, False)
+    torch.testing.assert_close(patch.flatten(2)[..., outside], g.flatten(2)[..., outside])
+
+
+def test_a_sharp_model_with_a_spatial_blend_trains_on_patches():
+    torch.manual_seed(0)
+    model = sharp(pixel_fraction=0.25, blend_spatial=3, search_views=True)
+    x, v = torch.rand(2, 4, 3, 16, 16), cameras(8, 6).view(2, 4, 7)
+    _, (reading, pixels) = model._scene(x[:, :3], v[:, :3], v[:, 3])
+    assert pixels.shape == (64,) and reading.grid == (8, 8)
+    model(x[:, :3], v[:, :3], x[:, 3], v[:, 3], sigma=0.7)["objective"].backward()
+    assert model.blend.spatial[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(GQNError, match="blend_spatial must be odd"):
+        sharp(blend_spatial=2)
+    with pytest.raises(GQNError, match=r"blend_spatial needs pixel evidence \(pixel_depths > 0\)"):
+        tiny(representation="epipolar", fov=FOV, near=NEAR, far=FAR, blend_spatial=3)

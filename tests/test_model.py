@@ -246,7 +246,7 @@ def test_config_presets_files_and_unknown_keys(tmp_path):
     path.write_text(json.dumps({"L": 3, "hidden": 32}))
     with pytest.raises(
         GQNError,
-        match=r"c\.json: unknown key\(s\) hidden; valid: L, depth_samples, far, fov, grid_scale, h_channels",
+        match=r"c\.json: unknown key\(s\) hidden; valid: L, blend_spatial, depth_samples, far, fov, grid_scale, h_channels",
     ):
         get_config(str(path))
     with pytest.raises(GQNError, match="unknown config 'huge'; presets: paper, small, tiny"):

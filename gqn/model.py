@@ -112,8 +112,9 @@ class GQNConfig:
                 "pixel_visibility needs pixel evidence (pixel_depths > 0) and the epipolar representation"
             )
         for name in ("search_spatial", "blend_spatial"):
-            if getattr(self, name) % 2 == 0 and getattr(self, name):
-                raise GQNError(f"{name} must be odd (or 0), got {getattr(self, name)}")
+            k = getattr(self, name)
+            if k and k % 2 == 0:
+                raise GQNError(f"{name} must be odd (or 0), got {k}")
         if self.blend_spatial and not self.pixel_depths:
             raise GQNError("blend_spatial needs pixel evidence (pixel_depths > 0)")
         if self.search_views and (self.search_spatial or not self.pixel_depths):

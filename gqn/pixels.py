@@ -372,10 +372,10 @@ class Blend(nn.Module):
     image is the generator's alone. Per pixel, so that training may read a subset of pixels.
 
     With `spatial` = k, a pass over each pixel's neighbourhood (two k x k convolutions over the
-    canvas, the evidence and g) corrects alpha's logit and adds a colour of its own to the blend,
-    where some view sees the ray: the per-pixel choice cannot see that its neighbours copied an
-    edge, nor draw one that the 16 x 16 generator blurred. Its last layer starts at zero, so the
-    pass starts as none (and may be grown onto a model without it); training then reads a patch.
+    canvas, the evidence and g) corrects alpha's logit and g's colour, where some view sees the
+    ray: the per-pixel choice cannot see that its neighbours copied an edge, nor draw one that the
+    16 x 16 generator blurred. Its last layer starts at zero, so the pass starts as none (and may
+    be grown onto a model without it); training then reads a patch.
     """
 
     def __init__(self, u_channels: int, evidence_channels: int, spatial: int = 0):

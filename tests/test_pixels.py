@@ -246,6 +246,8 @@ def test_a_spatial_search_reads_a_square_patch_and_starts_as_the_search_of_one_r
     torch.testing.assert_close(a.weights, b.weights)  # its last layer starts at zero
     with pytest.raises(GQNError, match="needs the 64 pixels' grid"):
         spatial(x, v[:, :3], v[:, 3], pixels=pixels)
+    with pytest.raises(GQNError, match="a grid of 3x3 pixels given for 64 pixels"):
+        plain(x, v[:, :3], v[:, 3], pixels=pixels, grid=(3, 3))
     # Once it has learned something, a pixel's depth depends on its neighbours' rays.
     torch.nn.init.normal_(spatial.spatial[-1].weight)
     patch = spatial(x, v[:, :3], v[:, 3], pixels=pixels, grid=grid)

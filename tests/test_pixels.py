@@ -278,9 +278,8 @@ def test_a_spatial_blend_starts_as_the_per_pixel_blend_and_reads_its_neighbours(
     g, u = torch.rand(2, 3, 8, 8), torch.rand(2, 4, 8, 8)
     evidence = torch.rand(2, 7, 64)
     evidence[:, SEEN] = (torch.arange(64) % 5 != 0).float()  # every fifth ray seen by no view
-    torch.testing.assert_close(
-        spatial(g, u, evidence), plain(g, u, evidence)
-    )  # its last layer starts at zero
+    # its last layer starts at zero
+    torch.testing.assert_close(spatial(g, u, evidence), plain(g, u, evidence))
     pixels, grid = training_pixels(8, 8, 0.25, patch=True)
     with pytest.raises(GQNError, match="the blend's spatial pass needs the 16 pixels' grid"):
         spatial(g, u, evidence[..., pixels], pixels)

@@ -204,13 +204,12 @@ def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsy
     assert load_checkpoint(views.checkpoint)["model"]["evidence.score.0.weight"].shape[1] == 6 * 3 + 5
     with pytest.raises(GQNError, match=r"\(search_views: False in checkpoint, True asked\)"):
         grow("j", "b", "pooled", pixel_depths=4, search_hidden=8, search_views=True)
-    # The blend's spatial pass grows onto either search, all else kept.
+    # The blend's spatial pass grows onto a model with pixel evidence, all it had learned kept.
     blend = grow("k", "i", "blend", pixel_depths=4, search_hidden=8, search_views=True, blend_spatial=3)
     assert "the blend's spatial pass is new (6 tensors)" in capsys.readouterr().out
-    blended = load_checkpoint(blend.checkpoint)["model"]
-    assert {k.rsplit(".", 2)[0] for k in set(blended) - set(load_checkpoint(views.checkpoint)["model"])} == {
-        "blend.spatial"
-    }
+    viewing, blended = load_checkpoint(views.checkpoint)["model"], load_checkpoint(blend.checkpoint)["model"]
+    assert all(torch.equal(viewing[k], blended[k]) for k in viewing)
+    assert {k.rsplit(".", 2)[0] for k in set(blended) - set(viewing)} == {"blend.spatial"}
     # Only the pixel stage may be new: any other field must still be the same.
     with pytest.raises(GQNError, match=r"another model config \(L: 2 in checkpoint, 3 asked"):
         grow("c", "a", "deeper", pixel_depths=4, L=3)

@@ -368,6 +368,7 @@ PIXEL_FIELDS = (
     "pixel_visibility",
     "search_views",
     "blend_spatial",
+    "search_width",
 )
 
 
@@ -375,13 +376,19 @@ PIXEL_FIELDS = (
 # that start as nothing or as a mild prior (the spatial pass at zero, the depth test's strength).
 PIXEL_ADDITIONS = ("search_spatial", "pixel_visibility", "blend_spatial")
 
+# What only changes how the weights are trained, not what they are: --init may set it anew.
+OBJECTIVE_FIELDS = ("search_width",)
+
 
 def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict, grow: bool = False) -> bool:
     """A checkpoint can only continue the model config it was trained with (a field newer than the
     checkpoint counts as its default). With `grow` (--init), a model without pixel evidence may
     also start the same model with it, and one with pixel evidence the same with any of
-    PIXEL_ADDITIONS switched on: returns True then, what is new to be trained anew."""
+    PIXEL_ADDITIONS switched on, and any OBJECTIVE_FIELDS set anew: returns True when there are
+    weights new to be trained anew."""
     saved = GQNConfig.from_dict(saved, where=f"{path} (model_config)").to_dict()
+    if grow:
+        saved = {**saved, **{k: wanted[k] for k in OBJECTIVE_FIELDS if k in wanted}}
     if grow and not saved["pixel_depths"] and wanted["pixel_depths"]:
         without = {k: v for k, v in wanted.items() if k not in PIXEL_FIELDS}
         if without == {k: v for k, v in saved.items() if k not in PIXEL_FIELDS}:

@@ -291,12 +291,24 @@ def training_pixels(
     return (r[:, None] * width + c).flatten(), (rows, cols)
 
 
-def search_nll(x: torch.Tensor, reading: Reading, sigma: float) -> torch.Tensor:
-    """The query's colours x (B, 3, N) at the reading's pixels -> (B,): the search's expected
-    Gaussian NLL (data term) of the colour it copies, sum over depths of weight x the error of that
-    depth's colour, over the pixels some view sees. Its minimum puts all the weight on the best depth."""
-    error = (reading.colours - x[:, :, None].to(reading.colours.dtype)).square().sum(1)  # (B, D, N)
-    return ((reading.weights * error).sum(1) * reading.seen).sum(1) / (2 * sigma**2)
+def search_nll(x: torch.Tensor, reading: Reading, sigma: float, width: float = 0.0) -> torch.Tensor:
+    """The query's colours x (B, 3, N) at the reading's pixels -> (B,): the search's loss over the
+    pixels some view sees. width 0: the expected Gaussian NLL (data term) of the colour it copies,
+    sum over candidates d of w_d |x - c_d|^2 / 2 sigma^2, whose minimum puts all the weight on the
+    best candidate, but whose gradient on a candidate's logit, w_d (e_d - mean e), vanishes for a
+    good one the search gives little weight. width s > 0: the NLL of the mixture of Gaussians of
+    width s about the candidates, -log sum_d w_d exp(-|x - c_d|^2 / 2 s^2), times (s / sigma)^2 so
+    that it is in the same units (no more than the expected error, by Jensen, and equal to it as s
+    grows); its gradient on a logit is (s / sigma)^2 (w_d - posterior_d), and the posterior goes
+    to the candidates that hold x, whatever their weight."""
+    error = (reading.colours - x[:, :, None].to(reading.colours.dtype)).square().sum(1)  # (B, D', N)
+    if width <= 0:
+        per_pixel = (reading.weights * error).sum(1) / (2 * sigma**2)
+    else:
+        w = reading.weights.float()
+        log_w = w.clamp_min(1e-38).log().masked_fill(w == 0, -math.inf)  # 0: a view that frames no point
+        per_pixel = -(log_w - error / (2 * width**2)).logsumexp(1) * (width / sigma) ** 2
+    return (per_pixel * reading.seen).sum(1)
 
 
 def ray_facing(

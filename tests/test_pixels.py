@@ -1,5 +1,7 @@
 """Pixel-level evidence: what the context views saw along each output pixel's ray, and its blend."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -226,6 +228,38 @@ def test_the_search_is_scored_by_the_expected_error_of_the_colour_it_copies():
     # A ray no view sees has nothing to copy and no say.
     unseen = reading._replace(seen=torch.tensor([[1.0, 0.0]]))
     assert search_nll(x, unseen, sigma=1.0).item() == 0.0
+
+
+def test_the_mixture_loss_reaches_a_good_candidate_the_search_gives_little_weight():
+    red, blue = [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]
+    colours = torch.tensor([red, blue]).T[None, :, :, None]  # (B, 3, D=2, N=1)
+    x = torch.tensor(blue)[None, :, None]  # the query is blue; the search puts 0.99 on red
+    logits = torch.tensor([[[math.log(0.99)], [math.log(0.01)]]], requires_grad=True)
+    sigma, s, e = 0.7, 0.2, 2.0  # e: red's squared error, blue's is 0
+
+    def grad(width):
+        logits.grad = None
+        reading = Reading(torch.zeros(1, 7, 1), logits.softmax(1), colours, torch.ones(1, 1))
+        search_nll(x, reading, sigma, width).sum().backward()
+        return logits.grad[0, :, 0]
+
+    # The expected error: w_blue (e_blue - mean e) / 2 sigma^2, about nothing.
+    expected = grad(0.0)
+    torch.testing.assert_close(expected[1], torch.tensor(0.01 * (0 - 0.99 * e) / (2 * sigma**2)))
+    # The mixture: (s / sigma)^2 (w_blue - posterior_blue), and the posterior is almost all blue's.
+    posterior = 0.01 / (0.01 + 0.99 * math.exp(-e / (2 * s**2)))
+    mixture = grad(s)
+    torch.testing.assert_close(mixture[1], torch.tensor((s / sigma) ** 2 * (0.01 - posterior)))
+    assert posterior > 0.99 and mixture[1] < 3 * expected[1] < 0  # four times the pull
+    # A wide mixture is the expected error (Jensen's gap closes), and the value is never above it.
+    reading = Reading(torch.zeros(1, 7, 1), logits.softmax(1).detach(), colours, torch.ones(1, 1))
+    assert search_nll(x, reading, sigma, 100.0).item() == pytest.approx(
+        search_nll(x, reading, sigma).item(), rel=1e-3
+    )
+    assert 0 < search_nll(x, reading, sigma, s) < search_nll(x, reading, sigma)
+    # A candidate of weight 0 (a view that frames no point) neither counts nor makes a NaN.
+    zero = reading._replace(weights=torch.tensor([[[1.0], [0.0]]]))
+    assert search_nll(x, zero, sigma, s).item() == pytest.approx(e / (2 * sigma**2))
 
 
 def test_a_spatial_search_reads_a_square_patch_and_starts_as_the_search_of_one_ray():

@@ -210,6 +210,11 @@ def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsy
     viewing, blended = load_checkpoint(views.checkpoint)["model"], load_checkpoint(blend.checkpoint)["model"]
     assert all(torch.equal(viewing[k], blended[k]) for k in viewing)
     assert {k.rsplit(".", 2)[0] for k in set(blended) - set(viewing)} == {"blend.spatial"}
+    # The search's loss only says how the weights are trained: --init may set it anew, all kept.
+    mixed = grow("l", "i", "mixed", pixel_depths=4, search_hidden=8, search_views=True, search_width=0.2)
+    assert " new (" not in capsys.readouterr().out
+    assert load_checkpoint(mixed.checkpoint)["model_config"]["search_width"] == 0.2
+    assert all(torch.equal(viewing[k], v) for k, v in load_checkpoint(mixed.checkpoint)["model"].items())
     # Only the pixel stage may be new: any other field must still be the same.
     with pytest.raises(GQNError, match=r"another model config \(L: 2 in checkpoint, 3 asked"):
         grow("c", "a", "deeper", pixel_depths=4, L=3)

@@ -64,14 +64,16 @@ def add_parser(sub) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument(
-        "--config", default="small", help="preset (paper, small, tiny, epipolar, sharp) or a .json file"
+        "--config",
+        default="small",
+        help="preset (paper, small, tiny, epipolar, sharp, views) or a .json file",
     )
     p.add_argument("--context", type=int, default=5, help="context views for the FLOP count")
     p.add_argument("--image-size", type=int, default=None, help="frame size (default: the config's)")
     p.add_argument(
         "--dataset",
         default="shepard_metzler_5_parts",
-        help="whose cameras (field of view, depth bounds) an epipolar or sharp config without them takes",
+        help="whose cameras (field of view, depth bounds) an epipolar, sharp or views config without them takes",
     )
     p.set_defaults(run=run)
 

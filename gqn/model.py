@@ -82,8 +82,9 @@ class GQNConfig:
     search_views: bool = False
     # s: the search's loss. 0: the expected error of the colour it copies, sum_d w_d |x - c_d|^2 /
     # 2 sigma^2; s > 0: the NLL of a mixture of Gaussians of width s about its candidates'
-    # colours, -log sum_d w_d N(x; c_d, s^2), times (s / sigma)^2 (the same units: it tends to the
-    # expected error as s grows). Its gradient reaches a good candidate however little weight it has
+    # colours, -log sum_d w_d exp(-|x - c_d|^2 / 2 s^2), times (s / sigma)^2 (the same units: it
+    # tends to the expected error as s grows). Its gradient reaches a good candidate however little
+    # weight it has
     search_width: float = field(default=0.0, metadata={"min": 0})
     # k: the blend of the copied colours into the generator's image also reads each pixel's k x k
     # neighbours, and may correct the generator's colour where a view sees the ray (odd; 0: per
@@ -248,9 +249,9 @@ PRESETS: dict[str, GQNConfig] = {
 # The colours alone (pixel_channels 3), 16 depths per pixel and a quarter of the pixels per
 # training step learned more in ten minutes than 8 features or 32 depths (benchmarks/learning.py).
 PRESETS["sharp"] = replace(PRESETS["epipolar"], pixel_depths=16, pixel_fraction=0.25)
-# `sharp` whose search picks a context view as well as a depth (16 hidden channels, as cheap as
-# `sharp`'s 32 over depths alone), trained by the mixture NLL (search_width 0.2): in ten minutes
-# from scratch it learned 1.8 dB more than with the expected error (benchmarks/learning.py, README).
+# `sharp` whose search picks a context view as well as a depth (with 16 hidden channels, since it
+# runs once per view), trained by the mixture NLL (search_width 0.2): in ten minutes from scratch
+# it learned 1.8 dB more than with the expected error (benchmarks/learning.py, README).
 PRESETS["views"] = replace(PRESETS["sharp"], search_views=True, search_hidden=16, search_width=0.2)
 
 

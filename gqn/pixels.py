@@ -20,9 +20,10 @@ cameras say exactly where each query pixel's ray lands in them. For every output
      agree, how many saw it, the depth and how sure the choice is. The scores are convolutions
      along the ray, so each depth is judged with what lies before and behind it (the first depth
      where the views agree, not any: free space behind the object agrees on black too). The search
-     learns from `search_nll`, the expected error of the colour it copies: its minimum puts all the
-     weight on the depth whose colour is the query's, where the error of the expected colour
-     would be as happy with a blur of several.
+     learns from `search_nll`, the expected error of the colour it copies (its minimum puts all
+     the weight on the depth whose colour is the query's, where the error of the expected colour
+     would be as happy with a blur of several), or with `search_width` the NLL of the mixture of
+     its candidates' colours, whose gradient also reaches a good candidate it gives little weight.
 
 `Blend` mixes that evidence into the generator's image: a per-pixel weight alpha (learned from the
 canvas u and the evidence) takes the copied colour where the views saw the point and agree, and
@@ -306,8 +307,10 @@ def search_nll(x: torch.Tensor, reading: Reading, sigma: float, width: float = 0
         per_pixel = (reading.weights * error).sum(1) / (2 * sigma**2)
     else:
         w = reading.weights.float()
-        log_w = w.clamp_min(1e-38).log().masked_fill(w == 0, -math.inf)  # 0: a view that frames no point
+        tiny = torch.finfo(torch.float32).tiny
+        log_w = w.clamp_min(tiny).log().masked_fill(w == 0, -math.inf)  # 0: a view that frames no point
         per_pixel = -(log_w - error / (2 * width**2)).logsumexp(1) * (width / sigma) ** 2
+        per_pixel = per_pixel.masked_fill(reading.seen == 0, 0)  # not inf x 0
     return (per_pixel * reading.seen).sum(1)
 
 

@@ -14,7 +14,7 @@ import torch
 from conftest import free_port, make_dataset
 
 import gqn.checkpoint
-from gqn.checkpoint import load_checkpoint, save_checkpoint
+from gqn.checkpoint import check_same_model, load_checkpoint, save_checkpoint
 from gqn.errors import GQNError
 from gqn.metrics import bits_per_dim
 from gqn.model import PRESETS
@@ -215,6 +215,10 @@ def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsy
     assert " new (" not in capsys.readouterr().out
     assert load_checkpoint(mixed.checkpoint)["model_config"]["search_width"] == 0.2
     assert all(torch.equal(viewing[k], v) for k, v in load_checkpoint(mixed.checkpoint)["model"].items())
+    # ... but a run resumed goes on as it began.
+    saved = load_checkpoint(mixed.checkpoint)["model_config"]
+    with pytest.raises(GQNError, match=r"\(search_width: 0\.2 in checkpoint, 0\.1 asked\)"):
+        check_same_model(mixed.checkpoint, saved, {**saved, "search_width": 0.1})
     # Only the pixel stage may be new: any other field must still be the same.
     with pytest.raises(GQNError, match=r"another model config \(L: 2 in checkpoint, 3 asked"):
         grow("c", "a", "deeper", pixel_depths=4, L=3)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 from gqn.arguments import boolean, hidden_alias
 from gqn.data.table import DATASETS
@@ -268,17 +269,30 @@ def train_command(train_config: dict, step: int | None = None) -> str:
 
 def training_commands(name: str, stages: list[dict], origin: dict | None = None) -> list[str]:
     """The commands that reproduce a model trained in stages (checkpoint states, first to last):
-    each stage runs in runs/NAME-K and the next resumes from its last checkpoint. `origin`: the
-    description (weights JSON) of the pretrained weights the first stage started from (--init),
-    whose own commands come first and whose last checkpoint the first stage's --init names."""
+    each stage runs in runs/NAME-K and the next resumes from its last checkpoint, or starts from
+    its weights (--init) if it began with --init naming that stage's run folder or a checkpoint in
+    it. `origin`: the description (weights JSON) of the pretrained weights the first stage started
+    from (--init), whose own commands come first and whose last checkpoint its --init names."""
     commands = list(origin["trained_with"]) if origin else []
     first = len(commands) + 1
     for k, state in enumerate(stages, first):
         config, resume = dict(state.get("train_config", {})), ""
         if k > first:
-            config.pop("init", None)  # a resumed stage takes its checkpoint's weights
-            resume = f" --resume runs/{name}-{k - 1}/checkpoints/step-{stages[k - first - 1]['step']:08d}.pt"
+            previous = stages[k - first - 1]
+            checkpoint = f"runs/{name}-{k - 1}/checkpoints/step-{previous['step']:08d}.pt"
+            if within(config.pop("init", None), previous.get("train_config", {}).get("run_dir")):
+                config["init"] = checkpoint  # grown from it: its weights, a new optimizer
+            else:
+                resume = f" --resume {checkpoint}"  # a resumed stage takes its checkpoint's weights
         elif origin:
             config["init"] = f"runs/{origin['name']}-{k - 1}/checkpoints/step-{origin['step']:08d}.pt"
         commands.append(train_command(config, state["step"]) + f" --run-dir runs/{name}-{k}" + resume)
     return commands
+
+
+def within(path: str | None, folder: str | None) -> bool:
+    """Whether `path` is the run folder `folder` or a file in it (both as given on that machine)."""
+    if not path or not folder:
+        return False
+    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return path == folder or folder in path.parents

@@ -46,7 +46,7 @@ def export(
     check_report: dict | None = None,
 ) -> tuple[Path, Path]:
     """Write NAME.safetensors and NAME.json into `out` from a training checkpoint (or run folder);
-    `earlier`: the checkpoints of earlier training stages it was resumed from, first to last;
+    `earlier`: the checkpoints of earlier training stages it was resumed or grown from, first to last;
     `check_report`: a smaller eval of the same weights, recorded as "eval_check"."""
     if is_pretrained(checkpoint):
         raise GQNError(f"{checkpoint}: already exported weights; gqn export takes a training checkpoint")
@@ -102,7 +102,7 @@ def add_parser(sub) -> None:
         action="append",
         default=[],
         metavar="CHECKPOINT",
-        help="a checkpoint of an earlier training stage this one resumed from (repeat, first to last)",
+        help="a checkpoint of an earlier training stage this one resumed or grew (--init) from (repeat, first to last)",
     )
     p.set_defaults(run=run)
 

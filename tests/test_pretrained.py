@@ -91,6 +91,24 @@ def test_recipe_of_a_model_trained_in_two_stages():
     ]
 
 
+def test_recipe_of_a_model_grown_from_an_earlier_stage():
+    """A stage that began with --init naming the last stage's run folder (or a checkpoint in it)
+    starts from its weights with a new optimizer: its command says --init, not --resume."""
+    first = {"step": 700, "train_config": {"run_dir": "/r/sm-1", "deterministic_steps": 4500}}
+    for init in ("/r/sm-1", "/r/sm-1/checkpoints/last.pt"):
+        second = {"step": 900, "train_config": {"run_dir": "/r/sm-2", "init": init, "sigma_steps": 400}}
+        assert training_commands("m", [first, second]) == [
+            "gqn train --max-steps 700 --deterministic-steps 4500 --run-dir runs/m-1",
+            "gqn train --max-steps 900 --sigma-steps 400 --init runs/m-1/checkpoints/step-00000700.pt "
+            "--run-dir runs/m-2",
+        ]
+    # --init naming any other folder is not that stage's: the stage resumed from it.
+    other = {"step": 900, "train_config": {"run_dir": "/r/sm-2", "init": "/r/sm-10", "sigma_steps": 400}}
+    assert training_commands("m", [first, other])[1].endswith(
+        "--resume runs/m-1/checkpoints/step-00000700.pt"
+    )
+
+
 def test_recipe_of_a_model_fine_tuned_from_pretrained_weights():
     """Its own commands follow the ones that made the weights it started from; --init names the
     last checkpoint of those, not the pretrained name (which the new weights may replace)."""

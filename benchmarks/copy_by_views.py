@@ -17,7 +17,9 @@ face). For each group, the PSNR over its pixels of:
   best depth     the pooled colour at the depth nearest the truth (a perfect search; optimistic)
   best view      the colour one view saw, at the depth and view nearest the truth (a perfect
                  search over the views too: what pooling the views first gives away), at the
-                 model's depths along the ray or --view-depths (what finer depths would give)
+                 model's depths along the ray or --view-depths (what finer depths would give),
+                 placed as the model places them or as --view-sampling says (`coarse`: where
+                 the model's coarse attention puts its weight, with --floor of them even)
 
 and the blend's mean alpha and the search's largest weight there. A search that fails where
 only one view saw the part, and works where two or three did, is held back by what one view alone
@@ -34,6 +36,7 @@ from copy_bounds import at_depth, blend_alpha, watched
 from gqn.cameras import rays
 from gqn.epipolar import gather
 from gqn.model import GQN
+from gqn.pixels import COARSE_FLOOR, coarse_depths
 from gqn.spread import segmented_scenes, views_seeing
 
 CONTEXT = 3
@@ -42,14 +45,28 @@ IMAGES = ["model", "g alone", "copy blindly", "search's top", "best depth", "bes
 
 
 def best_view(
-    model: GQN, cx: torch.Tensor, cv: torch.Tensor, qv: torch.Tensor, truth: torch.Tensor, depths: int
+    model: GQN,
+    cx: torch.Tensor,
+    cv: torch.Tensor,
+    qv: torch.Tensor,
+    truth: torch.Tensor,
+    depths: int,
+    coarse: torch.Tensor | None = None,
+    floor: float = COARSE_FLOOR,
 ):
     """The colour nearest the truth (B, 3, H, W) that any one context view saw at any of `depths`
-    depths along each query pixel's ray, and where some view saw one (B, 1, H, W)."""
+    depths along each query pixel's ray (evenly from near to far, or with `coarse`, the coarse
+    attention's weights (B, D', h, w), where they put their mass), and where some view saw one
+    (B, 1, H, W)."""
     evidence = model.evidence
     origin, direction = rays(qv, truth.shape[-1], evidence.fov)  # (B, 3), (B, H, W, 3)
-    depth = torch.linspace(evidence.near, evidence.far, depths)
-    points = origin[:, None, None] + depth[:, None, None] * direction.flatten(1, 2)[:, None]  # (B, D, N, 3)
+    if coarse is None:
+        depth = torch.linspace(evidence.near, evidence.far, depths)[None, :, None]  # (1, D, 1)
+    else:
+        depth = coarse_depths(
+            evidence._per_pixel(coarse, truth.shape[-1], None), depths, evidence.near, evidence.far, floor
+        )
+    points = origin[:, None, None] + depth[..., None] * direction.flatten(1, 2)[:, None]  # (B, D, N, 3)
     values, seen = gather(cx, cv, points.flatten(1, 2), evidence.fov)  # (B, K, 3, P), (B, K, P)
     error = (values - truth.flatten(2).repeat(1, 1, depths)[:, None]).square().sum(2)
     error = error.masked_fill(seen == 0, float("inf"))  # (B, K, P)
@@ -68,8 +85,17 @@ def main():
     p.add_argument(
         "--view-depths", type=int, default=None, help="depths of the best view's bound (default: the model's)"
     )
+    p.add_argument(
+        "--view-sampling",
+        choices=["model", "uniform", "coarse"],
+        default="model",
+        help="where the best view's depths lie (default: as the model places its own)",
+    )
+    p.add_argument("--floor", type=float, default=COARSE_FLOOR, help="the share of even depths with coarse")
     args = p.parse_args()
     model, loaded, seen_by = watched(args.checkpoint, p)
+    sampling = model.config.pixel_sampling if args.view_sampling == "model" else args.view_sampling
+    model.representation.register_forward_hook(lambda m, inputs, out: seen_by.update(coarse=out[1]))
     sums = {g: {name: 0.0 for name in [*IMAGES, "alpha", "largest weight"]} for g in GROUPS}
     counts = dict.fromkeys(GROUPS, 0)
     dataset = loaded.dataset or "shepard_metzler_5_parts"
@@ -98,7 +124,14 @@ def main():
                 ),
             }
             best, seen_any = best_view(
-                model, cx, cv, v[CONTEXT:], truth, args.view_depths or model.config.pixel_depths
+                model,
+                cx,
+                cv,
+                v[CONTEXT:],
+                truth,
+                args.view_depths or model.config.pixel_depths,
+                seen_by["coarse"] if sampling == "coarse" else None,
+                args.floor,
             )
             images["best view"] = torch.where(seen_any, best, g)
             per_pixel = {name: (image - truth).square().mean(1) for name, image in images.items()}

@@ -152,15 +152,16 @@ def project_rays(
     origin + d direction, without forming them: a point's coordinates in a camera are affine in d,
     (o - c) R + d (direction R), so the rotation R is applied once per ray, not once per point.
 
-    origin (B, 3), direction (B, N, 3), depth (D,), v (B, K, 7) -> grid (B, K, P, 2) as
-    `project`'s, depth (B, K, P) along each camera's forward axis, and distance (B, K, P) from
-    each camera, with P = D N depth-major (the point at depth i of ray n is i N + n).
+    origin (B, 3), direction (B, N, 3), depth (D,) the same for every ray or (B, D, N) each
+    ray's own, v (B, K, 7) -> grid (B, K, P, 2) as `project`'s, depth (B, K, P) along each
+    camera's forward axis, and distance (B, K, P) from each camera, with P = D N depth-major (the
+    point at depth i of ray n is i N + n).
     """
     position, fwd, right, up = axes(v)  # (B, K, 3) each
     rotation = torch.stack([fwd, right, up], -1)  # (B, K, 3, 3): (p - c) @ rotation = (depth, x, y)
     start = ((origin[:, None] - position)[:, :, None] @ rotation)[:, :, 0]  # (B, K, 3)
     step = direction[:, None] @ rotation  # (B, K, N, 3)
-    along = depth[:, None]  # (D, 1)
+    along = depth[:, None]  # (D, 1), or (B, 1, D, N)
     z, x, y = (start[..., i, None, None] + along * step[:, :, None, :, i] for i in range(3))  # (B, K, D, N)
     distance = (z.square() + x.square() + y.square()).sqrt().flatten(2)
     scale = z.clamp_min(1e-6) * math.tan(math.radians(fov) / 2)

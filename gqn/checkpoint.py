@@ -369,6 +369,7 @@ PIXEL_FIELDS = (
     "search_views",
     "blend_spatial",
     "search_width",
+    "pixel_sampling",
 )
 
 
@@ -376,19 +377,26 @@ PIXEL_FIELDS = (
 # that start as nothing or as a mild prior (the spatial pass at zero, the depth test's strength).
 PIXEL_ADDITIONS = ("search_spatial", "pixel_visibility", "blend_spatial")
 
-# What only changes how the weights are trained, not what they are: --init may set it anew.
-OBJECTIVE_FIELDS = ("search_width",)
+# What adds, removes and reshapes no weight, so --init may set it anew and the weights learn to it:
+# the search's loss, where each pixel's depths lie along its ray, and how many there are (unless
+# the search's spatial pass is on: its channels are the depths).
+REFIT_FIELDS = ("search_width", "pixel_sampling", "pixel_depths")
+
+
+def refit_fields(config: dict) -> tuple[str, ...]:
+    """The REFIT_FIELDS that --init may set anew for a model of `config` with pixel evidence."""
+    return tuple(k for k in REFIT_FIELDS if not (k == "pixel_depths" and config.get("search_spatial")))
 
 
 def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict, grow: bool = False) -> bool:
     """A checkpoint can only continue the model config it was trained with (a field newer than the
     checkpoint counts as its default). With `grow` (--init), a model without pixel evidence may
     also start the same model with it, and one with pixel evidence the same with any of
-    PIXEL_ADDITIONS switched on, and any OBJECTIVE_FIELDS set anew: returns True when there are
+    PIXEL_ADDITIONS switched on, and any of its `refit_fields` set anew: returns True when there are
     weights new to be trained anew."""
     saved = GQNConfig.from_dict(saved, where=f"{path} (model_config)").to_dict()
-    if grow:
-        saved = {**saved, **{k: wanted[k] for k in OBJECTIVE_FIELDS if k in wanted}}
+    if grow and saved["pixel_depths"] and wanted.get("pixel_depths"):
+        saved = {**saved, **{k: wanted[k] for k in refit_fields(saved) if k in wanted}}
     if grow and not saved["pixel_depths"] and wanted["pixel_depths"]:
         without = {k: v for k, v in wanted.items() if k not in PIXEL_FIELDS}
         if without == {k: v for k, v in saved.items() if k not in PIXEL_FIELDS}:

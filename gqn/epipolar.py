@@ -64,8 +64,8 @@ def gather_along_rays(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`gather` at the points origin + d direction, d in `depth`, of rays (`project_rays`: the
     points are never formed) -> values (B, K, C, P), seen (B, K, P), and the points' distance from
-    each context camera (B, K, P); origin (B, 3), direction (B, N, 3), depth (D,), P = D N
-    depth-major."""
+    each context camera (B, K, P); origin (B, 3), direction (B, N, 3), depth (D,) or each ray's
+    own (B, D, N), P = D N depth-major."""
     grid, along, distance = project_rays(origin, direction, depth, context_v, fov)
     return (*read(features, grid, along), distance)
 

@@ -29,7 +29,7 @@ from torch import nn
 from gqn.epipolar import RAY_WEIGHTINGS, X_CHANNELS, Epipolar
 from gqn.errors import GQNError
 from gqn.fields import check_fields, from_dict
-from gqn.pixels import Blend, PixelEvidence, Reading, search_nll, training_pixels
+from gqn.pixels import SAMPLINGS, Blend, PixelEvidence, Reading, search_nll, training_pixels
 
 V_DIM = 7  # the official viewpoint encoding
 SCALE = 4  # the tower's r is at 1/4 of the frame, and the default grid_scale (the paper's grid)
@@ -86,6 +86,10 @@ class GQNConfig:
     # tends to the expected error as s grows). Its gradient reaches a good candidate however little
     # weight it has
     search_width: float = field(default=0.0, metadata={"min": 0})
+    # where each pixel's D depths lie along its ray: "uniform", evenly from near to far, or
+    # "coarse", where the coarse epipolar attention of its cell puts its weight (NeRF's fine pass;
+    # epipolar only), so that the same D look more closely where the surface is
+    pixel_sampling: str = field(default="uniform", metadata={"choices": SAMPLINGS})
     # k: the blend of the copied colours into the generator's image also reads each pixel's k x k
     # neighbours, and may correct the generator's colour where a view sees the ray (odd; 0: per
     # pixel); training then reads a random square patch of pixel_fraction of the frame
@@ -125,6 +129,10 @@ class GQNConfig:
             raise GQNError("blend_spatial needs pixel evidence (pixel_depths > 0)")
         if self.search_views and (self.search_spatial or not self.pixel_depths):
             raise GQNError("search_views needs pixel evidence (pixel_depths > 0) and no search_spatial")
+        if self.pixel_sampling == "coarse" and not (self.pixel_depths and self.representation == "epipolar"):
+            raise GQNError(
+                "pixel_sampling coarse needs pixel evidence (pixel_depths > 0) and the epipolar representation"
+            )
         if self.near is not None and self.far is not None and self.far <= self.near:
             raise GQNError(f"far must be more than near, got near {self.near} and far {self.far}")
 
@@ -451,6 +459,7 @@ class GQN(nn.Module):
                 config.search_hidden,
                 config.pixel_visibility,
                 config.search_views,
+                config.pixel_sampling,
             )
             self.blend = Blend(config.u_channels, self.evidence.channels, config.blend_spatial)
 

@@ -4,9 +4,11 @@ The representation and the generator work on the H/4 x W/4 grid (H/grid_scale), 
 must invent every edge. The context views hold the sharp colours at full resolution, and the
 cameras say exactly where each query pixel's ray lands in them. For every output pixel this module:
 
-  1. samples the pixel's ray at D depths between the scene's near and far bounds and projects
-     each point into every context view (`gqn.epipolar.gather`, at full resolution: colours and a
-     few learned features, read bilinearly);
+  1. samples the pixel's ray at D depths between the scene's near and far bounds (evenly, or with
+     `sampling` "coarse" where the coarse epipolar attention of the pixel's cell puts its weight,
+     as NeRF's fine pass does: `coarse_depths`) and projects each point into every context view
+     (`gqn.epipolar.gather`, at full resolution: colours and a few learned features, read
+     bilinearly);
   2. at each depth, pools the views robustly: each view is weighed by how well it agrees with the
      others there (an occluded view reads the occluder and disagrees) and by how nearly its ray
      runs along the query's (IBRNet, Wang et al. 2021, weighs observed colours likewise), and with
@@ -52,6 +54,14 @@ BLEND_HIDDEN = 32  # channels of the blend's hidden layer
 SEEN = -3  # the channel of the evidence that holds the fraction of views that saw the point
 SCORE_KERNEL, SCORE_DILATIONS = 5, (1, 2, 4)  # the score's convolutions along the ray: 29 depths seen
 SPATIAL_HIDDEN = 32  # channels of the search's pass across neighbouring pixels (`spatial`)
+# How the D depths along each pixel's ray are placed: evenly from near to far, or where the coarse
+# epipolar attention of the pixel's cell puts its weight (`coarse_depths`)
+SAMPLINGS = ("uniform", "coarse")
+# With "coarse", this share of each ray's depths still spreads evenly over [near, far], so that a
+# surface the coarse attention missed can be found. On the shipped SM weights' coarse attention (10
+# fresh scenes, K = 3, the best of the K D colours as a bound), 0.2 kept the object pixels' bound
+# (26.3 against 26.4 dB with 0) and the background's (71 against 45 dB).
+COARSE_FLOOR = 0.2
 
 
 class Reading(NamedTuple):
@@ -80,12 +90,17 @@ class PixelEvidence(nn.Module):
         hidden: int = 32,
         visibility: bool = False,
         views: bool = False,
+        sampling: str = "uniform",
     ):
         super().__init__()
+        if sampling not in SAMPLINGS:
+            raise GQNError(
+                f"the pixels' depth sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}"
+            )
         if views and spatial:
             raise GQNError("the search over views has no spatial pass: set search_spatial 0")
         self.fov, self.near, self.far, self.depths, self.feature_channels = fov, near, far, depths, channels
-        self.views = views
+        self.views, self.sampling = views, sampling
         # channels = 3: the colours alone, so nothing read from the views needs a gradient
         self.encoder = (
             nn.Sequential(
@@ -189,22 +204,35 @@ class PixelEvidence(nn.Module):
             raise GQNError(f"a grid of {grid[0]}x{grid[1]} pixels given for {n} pixels")
         elif self.spatial is not None and grid is None:
             raise GQNError(f"the search's spatial pass needs the {n} pixels' grid, got {grid}")
-        depth = torch.linspace(self.near, self.far, d, device=query_v.device)  # (D,)
+        if self.sampling == "coarse":
+            if prior is None:
+                raise GQNError("the coarse sampling of the pixels' rays needs the coarse weights over depth")
+            # each of the D depths holds 1/D of the coarse weights' mass: to the search, a uniform prior
+            depth = coarse_depths(self._per_pixel(prior, height, pixels), d, self.near, self.far)  # (B, D, N)
+        else:
+            depth = torch.linspace(self.near, self.far, d, device=query_v.device)  # (D,)
         cv = context_v.float()
         values, seen, distance = gather_along_rays(features, cv, origin, direction, depth, self.fov)
         count = seen.sum(1)  # (B, P): values (B, K, C, P), seen and distance (B, K, P), P = D N
         facing = ray_facing(cv, origin, direction, depth, distance)  # (B, K, P)
         occluded = None
         if self.occlusion is not None and surfaces is not None:
-            points = (origin[:, None, None] + depth[:, None, None] * direction[:, None]).flatten(1, 2)
+            along = (
+                depth[:, None, None] if depth.dim() == 1 else depth[..., None]
+            )  # (D, 1, 1) or (B, D, N, 1)
+            points = (origin[:, None, None] + along * direction[:, None]).flatten(1, 2)
             behind = depth_behind(points, cv, surfaces.float(), self.fov) / (self.far - self.near)
             occluded = self.occlusion.exp() * (behind - self.margin).clamp_min(0)  # (B, K, P)
         pooled, spread = pool_views(values, seen, facing, F.softplus(self.agreement), self.facing, occluded)
 
         # Attention along each pixel's ray (step 3).
-        rel_depth = ((depth - self.near) / (self.far - self.near)).repeat_interleave(n)  # (P,)
-        rel_depth = rel_depth.expand(b, -1)  # (B, P)
-        prior_logits = 0 * rel_depth if prior is None else self._prior(prior, height, pixels).flatten(1)
+        rel_depth = (depth - self.near) / (self.far - self.near)
+        if depth.dim() == 1:
+            rel_depth = rel_depth.repeat_interleave(n).expand(b, -1)  # (B, P)
+        else:
+            rel_depth = rel_depth.flatten(1)  # (B, P), depth-major
+        uniform = prior is None or self.sampling == "coarse"
+        prior_logits = 0 * rel_depth if uniform else self._prior(prior, height, pixels).flatten(1)
         shared = torch.cat([pooled, spread, torch.stack([count / k, rel_depth, prior_logits], 1)], 1)
         per_depth = torch.cat(  # what each depth gives the evidence
             [spread[:, :X_CHANNELS].mean(1, keepdim=True), (count / k)[:, None], rel_depth[:, None]], 1
@@ -257,14 +285,19 @@ class PixelEvidence(nn.Module):
         candidates = candidates.view(b, k, c + 3, d, n).transpose(1, 2).flatten(2, 3)  # (B, C + 3, K D, N)
         return weights, candidates, candidates[:, :X_CHANNELS]
 
+    @staticmethod
+    def _per_pixel(prior: torch.Tensor, size: int, pixels: torch.Tensor | None) -> torch.Tensor:
+        """The coarse weights over depth (B, D', h, w) -> those of each pixel (B, D', N): bilinear
+        over the grid (cell centres)."""
+        fine = F.interpolate(prior.float(), size=(size, size), mode="bilinear", align_corners=False)
+        fine = fine.flatten(2)  # (B, D', HW)
+        return fine if pixels is None else fine[:, :, pixels]
+
     def _prior(self, prior: torch.Tensor, size: int, pixels: torch.Tensor | None) -> torch.Tensor:
         """The coarse weights over depth (B, D', h, w) -> their log at this module's D depths for
         each pixel (B, D, N): bilinear over the grid (cell centres), linear along the ray."""
         b, coarse = prior.shape[:2]
-        fine = F.interpolate(prior.float(), size=(size, size), mode="bilinear", align_corners=False)
-        fine = fine.flatten(2)  # (B, D', HW)
-        if pixels is not None:
-            fine = fine[:, :, pixels]
+        fine = self._per_pixel(prior, size, pixels)
         n = fine.shape[2]
         fine = F.interpolate(
             fine.transpose(1, 2).reshape(b * n, 1, coarse),
@@ -273,6 +306,33 @@ class PixelEvidence(nn.Module):
             align_corners=True,  # both depth grids run from near to far inclusive
         )
         return (fine.view(b, n, self.depths).transpose(1, 2) * coarse).clamp_min(1e-4).log()  # 0: uniform
+
+
+def coarse_depths(
+    weights: torch.Tensor, depths: int, near: float, far: float, floor: float = COARSE_FLOOR
+) -> torch.Tensor:
+    """Depths along each pixel's ray where its coarse weights put their mass (NeRF's hierarchical
+    sampling, Mildenhall et al. 2020, made deterministic: the same depths every pass, in order).
+
+    weights (B, D', N) over D' depths evenly from near to far, of N pixels -> (B, D, N) the depths
+    at the quantiles (i + 1/2) / D, i < D, of (1 - floor) x the weights + floor x uniform (floor:
+    COARSE_FLOOR in the model), each weight spread evenly over its depth's bin (half-way to its neighbours, and as
+    wide at the ends, so that even weights give even depths), within [near, far]. Not
+    differentiated: they say where to look."""
+    weights = weights.detach().float()
+    b, coarse, n = weights.shape
+    density = weights / weights.sum(1, keepdim=True).clamp_min(1e-12)  # transmittance may sum to < 1
+    width = (far - near) / max(coarse - 1, 1)
+    bounds = torch.linspace(near - width / 2, far + width / 2, coarse + 1, device=weights.device)  # (D' + 1,)
+    mass = (1 - floor) * density + floor / coarse
+    cdf = torch.cat([mass.new_zeros(b, 1, n), mass.cumsum(1)], 1).transpose(1, 2)  # (B, N, D' + 1)
+    cdf = cdf / cdf[..., -1:]
+    quantiles = (torch.arange(depths, device=weights.device, dtype=cdf.dtype) + 0.5) / depths
+    quantiles = quantiles.expand(b, n, depths).contiguous()
+    bin_ = (torch.searchsorted(cdf.contiguous(), quantiles, right=True) - 1).clamp(0, coarse - 1)  # (B, N, D)
+    start, end = cdf.gather(2, bin_), cdf.gather(2, bin_ + 1)
+    within = ((quantiles - start) / (end - start).clamp_min(1e-12)).clamp(0, 1)
+    return (bounds[bin_] + within * width).clamp(near, far).transpose(1, 2).contiguous()  # (B, D, N)
 
 
 def training_pixels(
@@ -322,13 +382,13 @@ def ray_facing(
     distance: torch.Tensor,
 ) -> torch.Tensor:
     """How nearly each view looks along the query's rays: context_v (B, K, 7), the query's rays
-    origin (B, 3) and direction (B, N, 3), depth (D,), distance (B, K, P) of each point from each
+    origin (B, 3) and direction (B, N, 3), depth (D,) or each ray's (B, D, N), distance (B, K, P) of each point from each
     view (`gather_along_rays`) -> (B, K, P), the cosine between view k's ray to a point and the
     query's, (p - c) . u / |p - c| with u the ray's unit direction, where (p - c) . u is
     (o - c) . u + d |direction|: computed once per ray, not per point."""
     unit = F.normalize(direction, dim=-1)  # (B, N, 3)
     ahead = (origin[:, None] - axes(context_v)[0]) @ unit.transpose(1, 2)  # (B, K, N): (o - c) . u
-    along = depth[:, None] * direction.norm(dim=-1)[:, None]  # (B, D, N)
+    along = (depth[:, None] if depth.dim() == 1 else depth) * direction.norm(dim=-1)[:, None]  # (B, D, N)
     return (ahead[:, :, None] + along[:, None]).flatten(2) / distance.clamp_min(1e-12)
 
 

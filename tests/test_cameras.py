@@ -165,14 +165,17 @@ def test_projecting_rays_at_depths_is_projecting_their_points():
     views = viewpoints(torch.tensor([[[3.0, 0.5, 1.0, 2.5, -0.3], [-2.0, -2.0, 0.0, 0.8, 0.2]]] * 2))
     origin, direction = rays(v, 6, 75.0)  # (2, 3), (2, 6, 6, 3)
     direction = direction.flatten(1, 2)  # (2, 36, 3)
-    depth = torch.tensor([0.5, 1.0, 4.0])
-    points = (origin[:, None, None] + depth[:, None, None] * direction[:, None]).flatten(1, 2)  # depth-major
-    grid, along, distance = project_rays(origin, direction, depth, views, 75.0)  # (2, 2, 108, ...)
-    want_grid, want_depth = project(points[:, None].expand(2, 2, -1, 3), views, 75.0)
-    torch.testing.assert_close(grid, want_grid, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(along, want_depth, atol=1e-5, rtol=1e-5)
-    want_distance = (points[:, None] - views[:, :, None, :3]).norm(dim=-1)
-    torch.testing.assert_close(distance, want_distance, atol=1e-5, rtol=1e-5)
+    shared = torch.tensor([0.5, 1.0, 4.0])  # (D,): the same depths along every ray
+    own = torch.rand(2, 3, 36) * 5  # (B, D, N): each ray its own
+    for depth in (shared, own):
+        along = depth[:, None, None] if depth.dim() == 1 else depth[..., None]
+        points = (origin[:, None, None] + along * direction[:, None]).flatten(1, 2)  # depth-major
+        grid, depths, distance = project_rays(origin, direction, depth, views, 75.0)  # (2, 2, 108, ...)
+        want_grid, want_depth = project(points[:, None].expand(2, 2, -1, 3), views, 75.0)
+        torch.testing.assert_close(grid, want_grid, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(depths, want_depth, atol=1e-5, rtol=1e-5)
+        want_distance = (points[:, None] - views[:, :, None, :3]).norm(dim=-1)
+        torch.testing.assert_close(distance, want_distance, atol=1e-5, rtol=1e-5)
 
 
 def test_pixel_centres_put_row_zero_at_the_top():

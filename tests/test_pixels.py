@@ -16,8 +16,10 @@ from gqn.pixels import (
     Blend,
     PixelEvidence,
     Reading,
+    coarse_depths,
     depth_behind,
     pool_views,
+    ray_facing,
     search_nll,
     training_pixels,
 )
@@ -50,15 +52,67 @@ def test_a_query_at_a_context_camera_reads_that_views_own_pixels(channels, views
 
 
 @SEARCHES
-def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels(views):
+@pytest.mark.parametrize("sampling", ["uniform", "coarse"])
+def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels(views, sampling):
     torch.manual_seed(0)
-    evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=5, views=views)
+    evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=5, views=views, sampling=sampling)
     x, v = torch.rand(2, 3, 3, 16, 16), cameras(8, 1).view(2, 4, 7)
     prior = torch.rand(2, 7, 4, 4).softmax(1)
     pixels = torch.tensor([0, 17, 100, 255])
     every, some = evidence(x, v[:, :3], v[:, 3], prior), evidence(x, v[:, :3], v[:, 3], prior, pixels)
     for name in ("evidence", "weights", "colours", "seen"):
         torch.testing.assert_close(getattr(some, name), getattr(every, name)[..., pixels], msg=name)
+
+
+@pytest.mark.parametrize("per_ray", [False, True], ids=["shared-depths", "each-rays-own"])
+def test_ray_facing_is_the_cosine_between_each_views_ray_and_the_querys(per_ray):
+    v = cameras(5, 4)
+    context_v, query_v = v[None, :3], v[None, 3]
+    origin, direction = rays(query_v, 4, FOV)
+    direction = direction.flatten(1, 2)  # (1, 16, 3)
+    depth = torch.rand(1, 3, 16) * 4 + 1 if per_ray else torch.tensor([1.0, 2.5, 4.0])
+    along = depth[..., None] if per_ray else depth[:, None, None]
+    points = (origin[:, None, None] + along * direction[:, None]).flatten(1, 2)  # (1, P, 3)
+    to_point = torch.nn.functional.normalize(
+        points[:, None] - context_v[:, :, None, :3], dim=-1
+    )  # (1, K, P, 3)
+    unit = torch.nn.functional.normalize(direction, dim=-1).repeat(1, 3, 1)  # (1, P, 3), depth-major
+    want = (to_point * unit[:, None]).sum(-1)
+    distance = (points[:, None] - context_v[:, :, None, :3]).norm(dim=-1)
+    torch.testing.assert_close(ray_facing(context_v, origin, direction, depth, distance), want)
+
+
+def test_coarse_depths_lie_where_the_coarse_weights_are():
+    # 16 coarse depths 0.34 apart from 0.8 to 5.9, each weighing its bin (5.1 / 15 wide, centred on
+    # it): even weights give 8 even depths over [0.63, 6.07], the ends clamped to [near, far].
+    width = (FAR - NEAR) / 15
+    even = coarse_depths(torch.full((1, 16, 1), 1 / 16), 8, NEAR, FAR)[0, :, 0]
+    spaced = NEAR - width / 2 + (torch.arange(8) + 0.5) / 8 * 16 * width
+    torch.testing.assert_close(even, spaced.clamp(NEAR, FAR))
+    # All the weight on depth 5 (2.5): its bin holds 0.8 + 0.2 / 16 = 0.8125 of the mass, every
+    # other bin 0.0125. The quantile 1/16 = 0.0625 is the mass of the 5 bins before it: the first
+    # depth is the bin's start; the next six lie inside it, evenly; the last past it.
+    peak = torch.zeros(1, 16, 1)
+    peak[0, 5] = 1
+    depths = coarse_depths(peak, 8, NEAR, FAR)[0, :, 0]
+    start = NEAR + 4.5 * width
+    inside = start + ((torch.arange(1, 7) + 0.5) / 8 - 0.0625) / 0.8125 * width
+    torch.testing.assert_close(depths[1:7], inside)
+    assert depths[0] == pytest.approx(start, abs=1e-5)
+    # 15/16 of the mass: the peak's bin ends at 0.875, so (0.9375 - 0.875) / 0.0125 = 5 bins past it
+    torch.testing.assert_close(depths[7], torch.tensor(start + 6 * width))
+    assert (depths.diff() >= 0).all()
+
+
+def test_coarse_sampling_needs_the_coarse_weights():
+    evidence = PixelEvidence(3, FOV, NEAR, FAR, depths=4, views=True, sampling="coarse")
+    x, v = torch.rand(1, 2, 3, 16, 16), cameras(3, 1)[None]
+    with pytest.raises(GQNError, match="needs the coarse weights"):
+        evidence(x, v[:, :2], v[:, 2])
+    with pytest.raises(GQNError, match="pixel_sampling coarse needs pixel evidence"):
+        tiny(representation="epipolar", fov=FOV, near=NEAR, far=FAR, pixel_sampling="coarse")
+    with pytest.raises(GQNError, match="pixel_sampling must be one of uniform, coarse"):
+        tiny(representation="epipolar", fov=FOV, near=NEAR, far=FAR, pixel_depths=4, pixel_sampling="fine")
 
 
 def test_a_view_that_frames_no_point_of_the_ray_has_no_say_in_the_search_over_views():

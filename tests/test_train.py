@@ -219,6 +219,19 @@ def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsy
     saved = load_checkpoint(mixed.checkpoint)["model_config"]
     with pytest.raises(GQNError, match=r"\(search_width: 0\.2 in checkpoint, 0\.1 asked\)"):
         check_same_model(mixed.checkpoint, saved, {**saved, "search_width": 0.1})
+    # So are where each pixel's depths lie along its ray and how many there are (no weight
+    # depends on them) ...
+    moved = dict(search_hidden=8, search_views=True, search_width=0.2, pixel_sampling="coarse")
+    resampled = grow("m", "l", "resampled", pixel_depths=6, **moved)
+    assert " new (" not in capsys.readouterr().out
+    saved = load_checkpoint(resampled.checkpoint)["model_config"]
+    assert (saved["pixel_sampling"], saved["pixel_depths"]) == ("coarse", 6)
+    assert all(torch.equal(viewing[k], v) for k, v in load_checkpoint(resampled.checkpoint)["model"].items())
+    with pytest.raises(GQNError, match=r"\(pixel_sampling: 'coarse' in checkpoint, 'uniform' asked\)"):
+        check_same_model(resampled.checkpoint, saved, {**saved, "pixel_sampling": "uniform"})
+    # ... unless the search's spatial pass is on: its channels are the depths.
+    with pytest.raises(GQNError, match=r"\(pixel_depths: 4 in checkpoint, 6 asked\)"):
+        grow("n", "e", "wider", pixel_depths=6, search_hidden=8, search_spatial=3)
     # Only the pixel stage may be new: any other field must still be the same.
     with pytest.raises(GQNError, match=r"another model config \(L: 2 in checkpoint, 3 asked"):
         grow("c", "a", "deeper", pixel_depths=4, L=3)

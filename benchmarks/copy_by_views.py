@@ -36,7 +36,7 @@ from copy_bounds import at_depth, blend_alpha, watched
 from gqn.cameras import rays
 from gqn.epipolar import gather
 from gqn.model import GQN
-from gqn.pixels import COARSE_FLOOR, coarse_depths
+from gqn.pixels import COARSE_FLOOR, coarse_depths, coarse_per_pixel
 from gqn.spread import segmented_scenes, views_seeing
 
 CONTEXT = 3
@@ -64,7 +64,7 @@ def best_view(
         depth = torch.linspace(evidence.near, evidence.far, depths)[None, :, None]  # (1, D, 1)
     else:
         depth = coarse_depths(
-            evidence._per_pixel(coarse, truth.shape[-1], None), depths, evidence.near, evidence.far, floor
+            coarse_per_pixel(coarse, truth.shape[-1], None), depths, evidence.near, evidence.far, floor
         )
     points = origin[:, None, None] + depth[..., None] * direction.flatten(1, 2)[:, None]  # (B, D, N, 3)
     values, seen = gather(cx, cv, points.flatten(1, 2), evidence.fov)  # (B, K, 3, P), (B, K, P)

@@ -209,7 +209,9 @@ class PixelEvidence(nn.Module):
             if prior is None:
                 raise GQNError("the coarse sampling of the pixels' rays needs the coarse weights over depth")
             # each of the D depths holds 1/D of the coarse weights' mass: to the search, a uniform prior
-            depth = coarse_depths(self._per_pixel(prior, height, pixels), d, self.near, self.far)  # (B, D, N)
+            depth = coarse_depths(
+                coarse_per_pixel(prior, height, pixels), d, self.near, self.far
+            )  # (B, D, N)
         else:
             depth = torch.linspace(self.near, self.far, d, device=query_v.device)  # (D,)
         cv = context_v.float()
@@ -284,19 +286,11 @@ class PixelEvidence(nn.Module):
         candidates = candidates.view(b, k, c + 3, d, n).transpose(1, 2).flatten(2, 3)  # (B, C + 3, K D, N)
         return weights, candidates, candidates[:, :X_CHANNELS]
 
-    @staticmethod
-    def _per_pixel(prior: torch.Tensor, size: int, pixels: torch.Tensor | None) -> torch.Tensor:
-        """The coarse weights over depth (B, D', h, w) -> those of each pixel (B, D', N): bilinear
-        over the grid (cell centres)."""
-        fine = F.interpolate(prior.float(), size=(size, size), mode="bilinear", align_corners=False)
-        fine = fine.flatten(2)  # (B, D', HW)
-        return fine if pixels is None else fine[:, :, pixels]
-
     def _prior(self, prior: torch.Tensor, size: int, pixels: torch.Tensor | None) -> torch.Tensor:
         """The coarse weights over depth (B, D', h, w) -> their log at this module's D depths for
         each pixel (B, D, N): bilinear over the grid (cell centres), linear along the ray."""
         b, coarse = prior.shape[:2]
-        fine = self._per_pixel(prior, size, pixels)
+        fine = coarse_per_pixel(prior, size, pixels)
         n = fine.shape[2]
         fine = F.interpolate(
             fine.transpose(1, 2).reshape(b * n, 1, coarse),
@@ -305,6 +299,14 @@ class PixelEvidence(nn.Module):
             align_corners=True,  # both depth grids run from near to far inclusive
         )
         return (fine.view(b, n, self.depths).transpose(1, 2) * coarse).clamp_min(1e-4).log()  # 0: uniform
+
+
+def coarse_per_pixel(prior: torch.Tensor, size: int, pixels: torch.Tensor | None) -> torch.Tensor:
+    """The coarse weights over depth (B, D', h, w) -> those of each of the pixels (N,) of the
+    size x size frame (None: all) (B, D', N): bilinear over the grid (cell centres)."""
+    fine = F.interpolate(prior.float(), size=(size, size), mode="bilinear", align_corners=False)
+    fine = fine.flatten(2)  # (B, D', HW)
+    return fine if pixels is None else fine[:, :, pixels]
 
 
 def coarse_depths(

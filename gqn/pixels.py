@@ -213,25 +213,21 @@ class PixelEvidence(nn.Module):
                 coarse_per_pixel(prior, height, pixels), d, self.near, self.far
             )  # (B, D, N)
         else:
-            depth = torch.linspace(self.near, self.far, d, device=query_v.device)  # (D,)
+            depth = torch.linspace(self.near, self.far, d, device=query_v.device)
+            depth = depth[None, :, None].expand(b, d, n)  # (B, D, N): the same along every ray
         cv = context_v.float()
         values, seen, distance = gather_along_rays(features, cv, origin, direction, depth, self.fov)
         count = seen.sum(1)  # (B, P): values (B, K, C, P), seen and distance (B, K, P), P = D N
         facing = ray_facing(cv, origin, direction, depth, distance)  # (B, K, P)
         occluded = None
         if self.occlusion is not None and surfaces is not None:
-            along = depth[:, None, None] if depth.dim() == 1 else depth[..., None]  # (D, 1, 1), (B, D, N, 1)
-            points = (origin[:, None, None] + along * direction[:, None]).flatten(1, 2)
+            points = (origin[:, None, None] + depth[..., None] * direction[:, None]).flatten(1, 2)
             behind = depth_behind(points, cv, surfaces.float(), self.fov) / (self.far - self.near)
             occluded = self.occlusion.exp() * (behind - self.margin).clamp_min(0)  # (B, K, P)
         pooled, spread = pool_views(values, seen, facing, F.softplus(self.agreement), self.facing, occluded)
 
         # Attention along each pixel's ray (step 3).
-        rel_depth = (depth - self.near) / (self.far - self.near)
-        if depth.dim() == 1:
-            rel_depth = rel_depth.repeat_interleave(n).expand(b, -1)  # (B, P)
-        else:
-            rel_depth = rel_depth.flatten(1)  # (B, P), depth-major
+        rel_depth = ((depth - self.near) / (self.far - self.near)).flatten(1)  # (B, P), depth-major
         uniform = prior is None or self.sampling == "coarse"
         prior_logits = 0 * rel_depth if uniform else self._prior(prior, height, pixels).flatten(1)
         shared = torch.cat([pooled, spread, torch.stack([count / k, rel_depth, prior_logits], 1)], 1)
@@ -383,13 +379,13 @@ def ray_facing(
     distance: torch.Tensor,
 ) -> torch.Tensor:
     """How nearly each view looks along the query's rays: context_v (B, K, 7), the query's rays
-    origin (B, 3) and direction (B, N, 3), depth (D,) or each ray's (B, D, N), distance (B, K, P) of each point from each
+    origin (B, 3) and direction (B, N, 3), depth (B, D, N) along each ray, distance (B, K, P) of each point from each
     view (`gather_along_rays`) -> (B, K, P), the cosine between view k's ray to a point and the
     query's, (p - c) . u / |p - c| with u the ray's unit direction, where (p - c) . u is
     (o - c) . u + d |direction|: computed once per ray, not per point."""
     unit = F.normalize(direction, dim=-1)  # (B, N, 3)
     ahead = (origin[:, None] - axes(context_v)[0]) @ unit.transpose(1, 2)  # (B, K, N): (o - c) . u
-    along = (depth[:, None] if depth.dim() == 1 else depth) * direction.norm(dim=-1)[:, None]  # (B, D, N)
+    along = depth * direction.norm(dim=-1)[:, None]  # (B, D, N)
     return (ahead[:, :, None] + along[:, None]).flatten(2) / distance.clamp_min(1e-12)
 
 

@@ -70,9 +70,12 @@ def test_ray_facing_is_the_cosine_between_each_views_ray_and_the_querys(per_ray)
     context_v, query_v = v[None, :3], v[None, 3]
     origin, direction = rays(query_v, 4, FOV)
     direction = direction.flatten(1, 2)  # (1, 16, 3)
-    depth = torch.rand(1, 3, 16) * 4 + 1 if per_ray else torch.tensor([1.0, 2.5, 4.0])
-    along = depth[..., None] if per_ray else depth[:, None, None]
-    points = (origin[:, None, None] + along * direction[:, None]).flatten(1, 2)  # (1, P, 3)
+    depth = (
+        torch.rand(1, 3, 16) * 4 + 1
+        if per_ray
+        else torch.tensor([1.0, 2.5, 4.0])[None, :, None].expand(1, 3, 16)
+    )
+    points = (origin[:, None, None] + depth[..., None] * direction[:, None]).flatten(1, 2)  # (1, P, 3)
     to_point = torch.nn.functional.normalize(
         points[:, None] - context_v[:, :, None, :3], dim=-1
     )  # (1, K, P, 3)

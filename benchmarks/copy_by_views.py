@@ -14,6 +14,8 @@ face). For each group, the PSNR over its pixels of:
   g alone        the generator's image before the blend
   copy blindly   the copied colour wherever some view sees the ray, g elsewhere
   search's top   the pooled colour at the search's most likely depth, g where no view sees
+  nearest g      the candidate colour nearest the generator's own (g as the search's guide: what
+                 the generator's blurred colour alone can rank), g where no view sees
   best depth     the pooled colour at the depth nearest the truth (a perfect search; optimistic)
   best view      the colour one view saw, at the depth and view nearest the truth (a perfect
                  search over the views too: what pooling the views first gives away), at the
@@ -41,7 +43,7 @@ from gqn.spread import segmented_scenes, views_seeing
 
 CONTEXT = 3
 GROUPS = ["background", "0 views", "1 view", "2 views", "3 views"]
-IMAGES = ["model", "g alone", "copy blindly", "search's top", "best depth", "best view"]
+IMAGES = ["model", "g alone", "copy blindly", "search's top", "nearest g", "best depth", "best view"]
 
 
 def best_view(
@@ -112,12 +114,16 @@ def main():
             b, _, h, w = g.shape
             seen = reading.seen.view(b, 1, h, w) > 0
             error = (reading.colours - truth.flatten(2)[:, :, None]).square().sum(1)  # (B, D, N)
+            from_g = (reading.colours - g.flatten(2)[:, :, None]).square().sum(1)  # (B, D, N)
             images = {
                 "model": out,
                 "g alone": g,
                 "copy blindly": torch.where(seen, reading.evidence[:, :3].view(b, 3, h, w), g),
                 "search's top": torch.where(
                     seen, at_depth(reading.colours, reading.weights.argmax(1)).view(b, 3, h, w), g
+                ),
+                "nearest g": torch.where(
+                    seen, at_depth(reading.colours, from_g.argmin(1)).view(b, 3, h, w), g
                 ),
                 "best depth": torch.where(
                     seen, at_depth(reading.colours, error.argmin(1)).view(b, 3, h, w), g

@@ -271,8 +271,9 @@ def training_commands(name: str, stages: list[dict], origin: dict | None = None)
     """The commands that reproduce a model trained in stages (checkpoint states, first to last):
     each stage runs in runs/NAME-K and the next resumes from its last checkpoint, or starts from
     its weights (--init) if it began with --init naming that stage's run folder or a checkpoint in
-    it. `origin`: the description (weights JSON) of the pretrained weights the first stage started
-    from (--init), whose own commands come first and whose last checkpoint its --init names."""
+    it, or naming weights exported from it (`exported_from`). `origin`: the description (weights
+    JSON) of the pretrained weights the first stage started from (--init), whose own commands come
+    first and whose last checkpoint its --init names."""
     commands = list(origin["trained_with"]) if origin else []
     first = len(commands) + 1
     for k, state in enumerate(stages, first):
@@ -280,7 +281,10 @@ def training_commands(name: str, stages: list[dict], origin: dict | None = None)
         if k > first:
             previous = stages[k - first - 1]
             checkpoint = f"runs/{name}-{k - 1}/checkpoints/step-{previous['step']:08d}.pt"
-            if within(config.pop("init", None), previous.get("train_config", {}).get("run_dir")):
+            init = config.pop("init", None)
+            if within(init, previous.get("train_config", {}).get("run_dir")) or exported_from(
+                state, previous
+            ):
                 config["init"] = checkpoint  # grown from it: its weights, a new optimizer
             else:
                 resume = f" --resume {checkpoint}"  # a resumed stage takes its checkpoint's weights
@@ -288,6 +292,13 @@ def training_commands(name: str, stages: list[dict], origin: dict | None = None)
             config["init"] = f"runs/{origin['name']}-{k - 1}/checkpoints/step-{origin['step']:08d}.pt"
         commands.append(train_command(config, state["step"]) + f" --run-dir runs/{name}-{k}" + resume)
     return commands
+
+
+def exported_from(state: dict, previous: dict) -> bool:
+    """Whether a stage's checkpoint state began (--init) from pretrained weights exported from the
+    stage `previous`: the weights it records as its origin were trained to that stage's step."""
+    origin = state.get("init_origin")
+    return bool(origin) and origin.get("step") == previous.get("step")
 
 
 def within(path: str | None, folder: str | None) -> bool:

@@ -46,6 +46,12 @@ GROUPS = ["background", "0 views", "1 view", "2 views", "3 views"]
 IMAGES = ["model", "g alone", "copy blindly", "search's top", "nearest g", "best depth", "best view"]
 
 
+def candidate_distance(colours: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """colours (B, 3, D', N) of D' candidates at each of the N pixels of image (B, 3, H, W) ->
+    (B, D', N) each candidate's squared distance from the image's colour there."""
+    return (colours - image.flatten(2)[:, :, None]).square().sum(1)
+
+
 def best_view(
     model: GQN,
     cx: torch.Tensor,
@@ -113,8 +119,8 @@ def main():
             g, out, reading = seen_by["g"].clamp(0, 1), seen_by["out"].clamp(0, 1), seen_by["reading"]
             b, _, h, w = g.shape
             seen = reading.seen.view(b, 1, h, w) > 0
-            error = (reading.colours - truth.flatten(2)[:, :, None]).square().sum(1)  # (B, D, N)
-            from_g = (reading.colours - g.flatten(2)[:, :, None]).square().sum(1)  # (B, D, N)
+            # (B, D', N): each candidate's squared distance from the truth, and from g
+            error, from_g = (candidate_distance(reading.colours, image) for image in (truth, g))
             images = {
                 "model": out,
                 "g alone": g,

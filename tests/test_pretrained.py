@@ -107,9 +107,9 @@ def test_recipe_of_a_model_grown_from_an_earlier_stage():
     assert training_commands("m", [first, {**exported, "init_origin": {"name": "m", "step": 700}}])[1] == (
         "gqn train --max-steps 900 --sigma-steps 400 --init runs/m-1/checkpoints/step-00000700.pt --run-dir runs/m-2"
     )
-    assert training_commands("m", [first, {**exported, "init_origin": {"name": "m", "step": 500}}])[
-        1
-    ].endswith("--resume runs/m-1/checkpoints/step-00000700.pt")
+    # weights exported at another step are not that stage's: the stage resumed from it.
+    elsewhere = training_commands("m", [first, {**exported, "init_origin": {"name": "m", "step": 500}}])
+    assert elsewhere[1].endswith("--resume runs/m-1/checkpoints/step-00000700.pt")
     # --init naming any other folder is not that stage's: the stage resumed from it.
     other = {"step": 900, "train_config": {"run_dir": "/r/sm-2", "init": "/r/sm-10", "sigma_steps": 400}}
     assert training_commands("m", [first, other])[1].endswith(

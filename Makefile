@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The main job (gqn demo): the built-in data (rendered once), the epipolar model trained for
+# The main job (gqn demo): the built-in data (rendered once), the demo model trained for
 # DEMO_MINUTES (re-running continues from the last checkpoint), its eval table, a render grid and
 # an orbit GIF, and the same grid and orbit from the shipped pretrained weights, all in $(OUT)/.
 DEMO_MINUTES ?= 10

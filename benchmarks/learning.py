@@ -12,7 +12,7 @@ each stage (a config with its overrides, as a RUN) trains until minute M of the 
 next starts from its last checkpoint's weights (`gqn train --init`, a new optimizer at step 0).
 Every run trains with `gqn train` on the same data (the built-in Shepard-Metzler scenes unless --data) from the same seed, stopping at each of the
 --at minutes (training time only) to be scored on the same --scenes held-out scenes at K = 3:
-prior-mean PSNR, its gain over the better baseline, view gain and view identification (see
+prior-mean PSNR, its gain over the better baseline, SSIM (how sharp), view gain and view identification (see
 `gqn eval`). The table ends with each run's figures as a ratio to the first run's.
 """
 
@@ -88,6 +88,7 @@ def score(run_dir: Path, data: str | None, scenes: int) -> dict:
     return {
         "step": loaded.step,
         "psnr": r["prior_mean"]["psnr"],
+        "ssim": r["prior_mean"]["ssim"],
         "over_baseline": gain_over_baselines(report, k=3),
         "view_gain": r["views"]["prior_mean"]["gain_db"],
         "view_id": r["views"]["prior_mean"]["identification"],
@@ -154,7 +155,7 @@ def main():
                 results[spec].append(figures)
                 print(
                     f"{spec:<40} {figures['minutes']:6.1f} min {figures['step']:6d} steps  "
-                    f"PSNR {figures['psnr']:6.2f} dB ({figures['over_baseline']:+.2f} over baselines)  "
+                    f"PSNR {figures['psnr']:6.2f} dB ({figures['over_baseline']:+.2f} over baselines)  SSIM {figures['ssim']:.3f}  "
                     f"view gain {figures['view_gain']:5.2f} dB  identification {figures['view_id']:.2f}",
                     flush=True,
                 )
@@ -164,13 +165,14 @@ def main():
     first = results[reference][-1]
     print()
     print(
-        f"{'run':<40} {'min':>5} {'steps':>6} {'PSNR':>6} {'+base':>6} {'gain':>5} {'ident':>5}   ratios to {reference}"
+        f"{'run':<40} {'min':>5} {'steps':>6} {'PSNR':>6} {'+base':>6} {'SSIM':>5} {'gain':>5} {'ident':>5}   "
+        f"ratios to {reference}"
     )
     for spec, rows in results.items():
         last = rows[-1]
         print(
             f"{spec:<40} {last['minutes']:5.1f} {last['step']:6d} {last['psnr']:6.2f} "
-            f"{last['over_baseline']:+6.2f} {last['view_gain']:5.2f} {last['view_id']:5.2f}   "
+            f"{last['over_baseline']:+6.2f} {last['ssim']:5.3f} {last['view_gain']:5.2f} {last['view_id']:5.2f}   "
             f"view gain x{last['view_gain'] / max(first['view_gain'], 1e-3):.1f}, "
             f"identification x{last['view_id'] / first['view_id']:.2f}, steps x{last['step'] / first['step']:.2f}"
         )

@@ -66,7 +66,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--config",
         default="small",
-        help="preset (paper, small, tiny, epipolar, sharp, views) or a .json file",
+        help="preset (paper, small, tiny, epipolar, sharp, views, demo) or a .json file",
     )
     p.add_argument("--context", type=int, default=5, help="context views for the FLOP count")
     p.add_argument("--image-size", type=int, default=None, help="frame size (default: the config's)")

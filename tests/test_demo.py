@@ -58,8 +58,8 @@ def test_gqn_demo_trains_the_shipped_recipe_at_the_measured_batch_and_learning_r
     """Without recipe flags `gqn demo` trains RECIPE, which is the first stage of the shipped
     weights' training (batch 8 at lr 1e-3, what benchmarks/learning.py measured best for ten
     minutes, README "Recipe choices"; warm-up, sigma schedule, precision, seed; its command as
-    their JSON records it, read by gqn train's own parser) with the `epipolar` model in place of
-    the `views` model that stage trained (the demo's is the faster step; README)."""
+    their JSON records it, read by gqn train's own parser) with the `demo` model in place of the
+    `views` model that stage trained (the same with a cheaper step; README)."""
     started = []
 
     def train(cfg):
@@ -89,7 +89,7 @@ def test_gqn_demo_trains_the_shipped_recipe_at_the_measured_batch_and_learning_r
         for field in RECIPE
         if getattr(cfg, field) != getattr(shipped, field)
     }
-    assert differ == {"config": ("epipolar", "views")}
+    assert differ == {"config": ("demo", "views")}
 
 
 def test_the_verdict_says_whether_the_pictures_beat_copying_the_context():

@@ -44,7 +44,7 @@ from gqn.train import TrainConfig, train
 # the same model with 8 depths per pixel and an eighth of the pixels per step, which in ten minutes
 # made 1.8 times the steps of `views` and learned more than it and than `epipolar`, the demo's
 # model until 2026-12-07 (README "Pixel-level evidence"). Ten minutes are the warm-up's first
-# ~2,300 steps: a shape that turns, its edges copied from the context views.
+# ~2,300 steps: a soft shape that turns (README).
 RECIPE = {
     "config": "demo",
     "batch_size": 8,

@@ -73,7 +73,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--dataset",
         default="shepard_metzler_5_parts",
-        help="whose cameras (field of view, depth bounds) an epipolar, sharp or views config without them takes",
+        help="whose cameras (field of view, depth bounds) an epipolar, sharp, views or demo config without them takes",
     )
     p.set_defaults(run=run)
 

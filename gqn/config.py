@@ -90,7 +90,7 @@ class TrainConfig:
     )
     config: str = field(
         default="small",
-        metadata={"help": "model: preset (paper, small, tiny, epipolar, sharp, views, demo) or a .json file"},
+        metadata={"help": f"model: preset ({', '.join(PRESETS)}) or a .json file"},
     )
     batch_size: int = field(
         default=36, metadata={"help": "scenes per step, over all processes (paper: 36)", "min": 1}

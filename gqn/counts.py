@@ -16,7 +16,7 @@ from tqdm import tqdm
 from gqn.arguments import HelpFormatter
 from gqn.config import get_config, with_cameras
 from gqn.data import get_dataset
-from gqn.model import GQN, V_DIM, X_CHANNELS
+from gqn.model import GQN, PRESETS, V_DIM, X_CHANNELS
 
 
 def count_parameters(model: GQN) -> dict[str, int]:
@@ -66,7 +66,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--config",
         default="small",
-        help="preset (paper, small, tiny, epipolar, sharp, views, demo) or a .json file",
+        help=f"preset ({', '.join(PRESETS)}) or a .json file",
     )
     p.add_argument("--context", type=int, default=5, help="context views for the FLOP count")
     p.add_argument("--image-size", type=int, default=None, help="frame size (default: the config's)")

@@ -23,9 +23,17 @@ face). For each group, the PSNR over its pixels of:
                  placed as the model places them or as --view-sampling says (`coarse`: where
                  the model's coarse attention puts its weight, with --floor of them even)
 
-and the blend's mean alpha and the search's largest weight there. A search that fails where
+and the blend's mean alpha, the search's largest weight there, the weight it puts on dark
+candidates (brightest channel under DARK: what the views see of Shepard-Metzler's black void) and,
+with `search_weighting` "transmittance", on the background candidate. A search that fails where
 only one view saw the part, and works where two or three did, is held back by what one view alone
 cannot tell (no agreement to find); one that fails everywhere, by its ranking itself.
+
+--without-prior takes the coarse attention's logits out of the search (uniform over depth): what
+its own reading of the views prefers. --hull also says how many background pixels' rays miss the
+visual hull of the context views' silhouettes (at each of HULL_DEPTHS depths along the ray some
+view that frames the point shows the background there, by the renderer's part ids), and how much
+of the model's squared error lies on them: what carving empty space could fix.
 """
 
 from __future__ import annotations
@@ -42,8 +50,11 @@ from gqn.pixels import COARSE_FLOOR, coarse_depths, coarse_per_pixel
 from gqn.spread import segmented_scenes, views_seeing
 
 CONTEXT = 3
+DARK = 0.05  # a candidate whose brightest channel is under this is dark
+HULL_DEPTHS = 64  # depths along each ray at which --hull asks whether some view sees the background
 GROUPS = ["background", "0 views", "1 view", "2 views", "3 views"]
 IMAGES = ["model", "g alone", "copy blindly", "search's top", "nearest g", "best depth", "best view"]
+WEIGHTS = ["alpha", "largest weight", "dark", "background"]
 
 
 def candidate_distance(colours: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -86,6 +97,21 @@ def best_view(
     return best.view_as(truth), torch.isfinite(error).any(1).view(b, 1, *truth.shape[-2:])
 
 
+def misses_hull(model: GQN, background: torch.Tensor, cv: torch.Tensor, qv: torch.Tensor) -> torch.Tensor:
+    """background (K, H, W) True where each context view shows the background, the context's
+    cameras cv (Q, K, 7) and the queries' qv (Q, 7) -> (Q, H, W) True where the query pixel's ray
+    misses the context views' visual hull: at each of HULL_DEPTHS depths from near to far some view
+    that frames the point shows the background there (nearest pixel)."""
+    evidence, (q, k), size = model.evidence, cv.shape[:2], background.shape[-1]
+    origin, direction = rays(qv, size, evidence.fov)  # (Q, 3), (Q, H, W, 3)
+    depth = torch.linspace(evidence.near, evidence.far, HULL_DEPTHS)
+    points = origin[:, None, None] + depth[None, :, None, None] * direction.flatten(1, 2)[:, None]
+    masks = background[None, :, None].float().expand(q, k, 1, size, size)
+    values, seen = gather(masks, cv, points.flatten(1, 2), evidence.fov)  # (Q, K, 1, P), (Q, K, P)
+    carved = ((values[:, :, 0] > 0.5) & (seen > 0)).any(1)  # (Q, P): some view sees through the point
+    return carved.view(q, HULL_DEPTHS, size, size).all(1)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
@@ -100,11 +126,20 @@ def main():
         help="where the best view's depths lie (default: as the model places its own)",
     )
     p.add_argument("--floor", type=float, default=COARSE_FLOOR, help="the share of even depths with coarse")
+    p.add_argument(
+        "--without-prior", action="store_true", help="the search without the coarse prior's logits"
+    )
+    p.add_argument("--hull", action="store_true", help="also the background rays that miss the visual hull")
     args = p.parse_args()
     model, loaded, seen_by = watched(args.checkpoint, p)
+    if args.without_prior:
+        prior = model.evidence._prior
+        model.evidence._prior = lambda *a: torch.zeros_like(prior(*a))  # log 1: uniform over depth
+    background_weight = model.config.search_weighting == "transmittance"
+    hull = {"pixels": 0, "error": 0.0, "total error": 0.0}
     sampling = model.config.pixel_sampling if args.view_sampling == "model" else args.view_sampling
     model.representation.register_forward_hook(lambda m, inputs, out: seen_by.update(coarse=out[1]))
-    sums = {g: {name: 0.0 for name in [*IMAGES, "alpha", "largest weight"]} for g in GROUPS}
+    sums = {g: {name: 0.0 for name in [*IMAGES, *WEIGHTS]} for g in GROUPS}
     counts = dict.fromkeys(GROUPS, 0)
     dataset = loaded.dataset or "shepard_metzler_5_parts"
     with torch.no_grad():
@@ -149,17 +184,27 @@ def main():
             per_pixel = {name: (image - truth).square().mean(1) for name, image in images.items()}
             per_pixel["alpha"] = blend_alpha(seen_by)
             per_pixel["largest weight"] = reading.weights.amax(1).view(b, h, w)
+            dark = reading.colours.amax(1) < DARK  # (B, D', N)
+            per_pixel["dark"] = (reading.weights * dark).sum(1).view(b, h, w)
+            per_pixel["background"] = reading.weights[:, -1].view(b, h, w) * background_weight
+            if args.hull:
+                missed = misses_hull(model, torch.from_numpy(ids[:CONTEXT] == -1), cv, v[CONTEXT:])
+                hull["pixels"] += int((missed & (group == 0)).sum())
+                hull["error"] += float(per_pixel["model"][missed & (group == 0)].sum())
+                hull["total error"] += float(per_pixel["model"].sum())
             for i, name in enumerate(GROUPS):
                 mask = group == i
                 counts[name] += int(mask.sum())
                 for key, values in per_pixel.items():
                     sums[name][key] += float(values[mask].sum())
     total = sum(counts.values())
-    print(f"{args.checkpoint}: {args.scenes} fresh {dataset} scenes, K = {CONTEXT}, prior mean")
+    without = ", the search without the coarse prior" if args.without_prior else ""
+    print(f"{args.checkpoint}: {args.scenes} fresh {dataset} scenes, K = {CONTEXT}, prior mean{without}")
     print(
         f"{'pixels':<12}{'share':>7}"
         + "".join(f"{name:>14}" for name in IMAGES)
-        + f"{'alpha':>8}{'top w':>8}"
+        + f"{'alpha':>8}{'top w':>8}{'dark w':>8}"
+        + (f"{'bg w':>8}" if background_weight else "")
     )
     for name in GROUPS:
         n = counts[name]
@@ -169,7 +214,13 @@ def main():
         print(
             f"{name:<12}{n / total:>7.3f}"
             + "".join(f"{value:>14.2f}" for value in psnr)
-            + f"{sums[name]['alpha'] / n:>8.3f}{sums[name]['largest weight'] / n:>8.3f}"
+            + "".join(f"{sums[name][key] / n:>8.3f}" for key in WEIGHTS[: 3 + background_weight])
+        )
+    if args.hull:
+        print(
+            f"background pixels whose ray misses the context views' visual hull: "
+            f"{hull['pixels'] / counts['background']:.3f} of them, "
+            f"{hull['error'] / hull['total error']:.3f} of the model's squared error"
         )
 
 

@@ -23,6 +23,7 @@ import json
 import math
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def main():
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--scenes", type=int, default=100, help="held-out scenes scored")
     p.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    p.add_argument(
+        "--keep", default=None, help="keep the run folders in this folder (default: a temporary one)"
+    )
     p.add_argument("--reference", default=None, help="the run the ratios are to (default: the first)")
     args = p.parse_args()
     marks = (
@@ -117,7 +121,9 @@ def main():
         f"{torch.get_num_threads()} threads; batch {args.batch_size}; scored on {args.scenes} held-out scenes, K = 3"
     )
     results: dict[str, list[dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="gqn-learning-") as tmp:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    with nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="gqn-learning-") as tmp:
         runs = {spec: parse_stages(spec, Path(tmp)) for spec in args.runs}  # every spec checked first
         for spec, stages in runs.items():
             results[spec] = []

@@ -298,6 +298,9 @@ def grown_part(missing: list[str]) -> str:
         "the spatial pass of the search": [k for k in missing if k.startswith("evidence.spatial.")],
         "the views' depth test": [k for k in missing if k in ("evidence.occlusion", "evidence.margin")],
         "the blend's spatial pass": [k for k in missing if k.startswith("blend.spatial.")],
+        "the search's transmittance": [
+            k for k in missing if k == "evidence.background" or k.startswith("evidence.occupancy.")
+        ],
     }
     if sum(map(len, parts.values())) < len(missing):
         return "the pixel evidence is"
@@ -370,12 +373,19 @@ PIXEL_FIELDS = (
     "blend_spatial",
     "search_width",
     "pixel_sampling",
+    "search_weighting",
 )
 
 
-# What a model with pixel evidence may have switched on afterwards (--init): each adds parameters
-# that start as nothing or as a mild prior (the spatial pass at zero, the depth test's strength).
-PIXEL_ADDITIONS = ("search_spatial", "pixel_visibility", "blend_spatial")
+# What a model with pixel evidence may have switched on afterwards (--init), each field with its
+# value when off: each adds parameters that start as nothing or as a mild prior (the spatial pass
+# at zero, the depth test's strength, the background black and a depth's stopping probability low).
+PIXEL_ADDITIONS = {
+    "search_spatial": 0,
+    "pixel_visibility": False,
+    "blend_spatial": 0,
+    "search_weighting": "softmax",
+}
 
 # What adds, removes and reshapes no weight, so --init may set it anew and the weights learn to it:
 # the search's loss, where each pixel's depths lie along its ray, and how many there are (unless
@@ -402,7 +412,7 @@ def check_same_model(path: str | os.PathLike, saved: dict, wanted: dict, grow: b
         if without == {k: v for k, v in saved.items() if k not in PIXEL_FIELDS}:
             return True
     if grow and saved["pixel_depths"]:
-        switched_on = {k: wanted[k] for k in PIXEL_ADDITIONS if not saved[k] and wanted[k]}
+        switched_on = {k: wanted[k] for k, off in PIXEL_ADDITIONS.items() if saved[k] == off != wanted[k]}
         if switched_on and {**saved, **switched_on} == wanted:
             return True
     if saved != wanted:

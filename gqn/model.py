@@ -90,6 +90,10 @@ class GQNConfig:
     # "coarse", where the coarse epipolar attention of its cell puts its weight (NeRF's fine pass;
     # epipolar only), so that the same D look more closely where the surface is
     pixel_sampling: str = field(default="uniform", metadata={"choices": SAMPLINGS})
+    # how the search weighs its candidates along each pixel's ray: "softmax" (every ray weighs
+    # some depth) or "transmittance" (each depth stops the ray with a learned probability, front
+    # to back, and what passes them all sees a learned background: volume rendering's compositing)
+    search_weighting: str = field(default="softmax", metadata={"choices": RAY_WEIGHTINGS})
     # k: the blend of the copied colours into the generator's image also reads each pixel's k x k
     # neighbours, and may correct the generator's colour where a view sees the ray (odd; 0: per
     # pixel); training then reads a random square patch of pixel_fraction of the frame
@@ -466,6 +470,7 @@ class GQN(nn.Module):
                 config.pixel_visibility,
                 config.search_views,
                 config.pixel_sampling,
+                config.search_weighting,
             )
             self.blend = Blend(config.u_channels, self.evidence.channels, config.blend_spatial)
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gqn.cameras import axes, project, rays
-from gqn.epipolar import X_CHANNELS, gather_along_rays
+from gqn.epipolar import RAY_WEIGHTINGS, X_CHANNELS, along_ray_weights, gather_along_rays
 from gqn.errors import GQNError
 
 BLEND_HIDDEN = 32  # channels of the blend's hidden layer
@@ -63,12 +63,17 @@ SAMPLINGS = ("uniform", "coarse")
 # on cube pixels seen by three views (25.37 against 25.51 dB with 0) and the background's (58.0
 # against 48.2 dB).
 COARSE_FLOOR = 0.2
+# The logit at which the search's probability that a depth stops the ray starts, with weighting
+# "transmittance" and `views`: sigmoid(-2) = 0.12 at each of 16 depths lets 13% of a ray through to
+# the background, so that neither the depths nor the background starts with all of the weight.
+OCCUPANCY_START = -2.0
 
 
 class Reading(NamedTuple):
     """What `PixelEvidence` read for N pixels along their rays' D depths. Its D' candidates are
     the D depths (the views' pooled colour at each), or with `views` the K D pairs of a view and a
-    depth (that view's own colour there), view-major."""
+    depth (that view's own colour there), view-major; with the weighting "transmittance" the
+    background last."""
 
     evidence: torch.Tensor  # (B, C + 4, N), given to the blend
     weights: torch.Tensor  # (B, D', N), the search's weights over its candidates
@@ -92,8 +97,13 @@ class PixelEvidence(nn.Module):
         visibility: bool = False,
         views: bool = False,
         sampling: str = "uniform",
+        weighting: str = "softmax",
     ):
         super().__init__()
+        if weighting not in RAY_WEIGHTINGS:
+            raise GQNError(
+                f"the search's weighting must be one of {', '.join(RAY_WEIGHTINGS)}, got {weighting!r}"
+            )
         if sampling not in SAMPLINGS:
             raise GQNError(
                 f"the pixels' depth sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}"
@@ -101,7 +111,7 @@ class PixelEvidence(nn.Module):
         if views and spatial:
             raise GQNError("the search over views has no spatial pass: set search_spatial 0")
         self.fov, self.near, self.far, self.depths, self.feature_channels = fov, near, far, depths, channels
-        self.views, self.sampling = views, sampling
+        self.views, self.sampling, self.weighting = views, sampling, weighting
         # channels = 3: the colours alone, so nothing read from the views needs a gradient
         self.encoder = (
             nn.Sequential(
@@ -124,6 +134,23 @@ class PixelEvidence(nn.Module):
             layers += [nn.ReLU(inplace=True)]
             width = hidden
         self.score = nn.Sequential(*layers, nn.Conv2d(width, 1, 1))
+        # weighting "transmittance": each depth along the ray stops it with a learned probability
+        # and is seen if nothing before it stopped it (volume rendering's compositing, front to
+        # back), and what passes every depth sees the background, a candidate of its own whose
+        # colour and features are learned (a black void on Shepard-Metzler). The softmax has no such
+        # way out: every ray must weigh some depth, and on a background ray the depths whose views
+        # agree on black are the right ones, which teaches the search that black agreement is a
+        # surface, on the object's rays too. With `views`, the probability at a depth is the mean
+        # over the views that see it of a head on the score's last hidden layer, and the softmax
+        # over those views of their scores shares it among them. The prior is an input then, not
+        # added to the scores.
+        self.background = self.occupancy = None
+        if weighting == "transmittance":
+            self.background = nn.Parameter(torch.zeros(channels))
+            if views:
+                self.occupancy = nn.Conv2d(width, 1, 1)
+                nn.init.zeros_(self.occupancy.weight)
+                nn.init.constant_(self.occupancy.bias, OCCUPANCY_START)
         # Each view's weight at a point: exp(-agreement * its squared distance from the mean of the
         # views + facing * cos(the angle between its ray and the query's)), over the views that see it.
         self.agreement = nn.Parameter(torch.tensor(1.0))
@@ -159,9 +186,14 @@ class PixelEvidence(nn.Module):
         return self.feature_channels + 4
 
     def along_ray(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The score's convolutions along each ray: inputs (B', F, D, N) -> scores (B', D, N). In
+        """The score's convolutions along each ray: inputs (B', F, D, N) -> scores (B', D, N), and
+        with the `occupancy` head the logits of each depth stopping the ray: (B', 2, D, N). In
         channels-last memory, where oneDNN convolves this shape about twice as fast (forward)."""
-        return self.score(inputs.contiguous(memory_format=torch.channels_last))[:, 0]
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+        if self.occupancy is None:
+            return self.score(inputs)[:, 0]
+        hidden = self.score[:-1](inputs)
+        return torch.cat([self.score[-1](hidden), self.occupancy(hidden)], 1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, 3, H, W) -> (N, C, H, W): the colours, then learned features."""
@@ -237,12 +269,21 @@ class PixelEvidence(nn.Module):
         if self.views:
             weights, candidates, colours = self._search_views(values, seen, facing, shared, per_depth, (d, n))
         else:
-            scores = self.along_ray(shared.view(b, -1, d, n)) + prior_logits.view(b, d, n)
+            scores = self.along_ray(shared.view(b, -1, d, n))
+            if self.weighting == "softmax":
+                scores = scores + prior_logits.view(b, d, n)
             if self.spatial is not None:
                 scores = scores + self.spatial(scores.view(b, d, *grid)).flatten(2)
-            weights = scores.softmax(1)  # (B, D, N)
+            if self.weighting == "softmax":
+                weights = scores.softmax(1)  # (B, D, N)
+            else:  # a depth that no view sees stops nothing
+                weights = along_ray_weights(
+                    scores.masked_fill(count.view(b, d, n) == 0, -1e4), self.weighting
+                )
             candidates = torch.cat([pooled, per_depth], 1).view(b, -1, d, n)  # (B, C + 3, D, N)
             colours = pooled[:, :X_CHANNELS].view(b, X_CHANNELS, d, n)
+        if self.background is not None:  # what passes every depth: the background, the last candidate
+            weights, candidates, colours = self._with_background(weights, candidates, colours)
         evidence = (weights[:, None] * candidates).sum(2)  # (B, C + 3, N); as an einsum, 16,384 tiny matmuls
         evidence = torch.cat([evidence, weights.amax(1, keepdim=True)], 1)
         seen = (count.view(b, d, n) > 0).any(1).to(evidence.dtype)
@@ -274,13 +315,35 @@ class PixelEvidence(nn.Module):
             [values, (values - shared[:, None, :c]) * mask, facing[:, :, None], seen[:, :, None]], 2
         )
         inputs = torch.cat([own, shared[:, None].expand(-1, k, -1, -1)], 2)  # (B, K, 6C + 5, P)
-        scores = self.along_ray(inputs.flatten(0, 1).view(b * k, -1, d, n)).view(b, k, d, n)
-        scores = scores + shared[:, None, 2 * c + 2].view(b, 1, d, n)  # the prior's logits
-        scores = scores.masked_fill(seen.view(b, k, d, n) == 0, -1e4)
-        weights = scores.flatten(1, 2).softmax(1)  # (B, K D, N)
+        out = self.along_ray(inputs.flatten(0, 1).view(b * k, -1, d, n))
+        seen = seen.view(b, k, d, n)
+        if self.occupancy is None:
+            scores = out.view(b, k, d, n) + shared[:, None, 2 * c + 2].view(b, 1, d, n)  # the prior's logits
+            weights = scores.masked_fill(seen == 0, -1e4).flatten(1, 2).softmax(1)  # (B, K D, N)
+        else:
+            scores, stops = out.view(b, k, 2, d, n).unbind(2)
+            count = seen.sum(1)  # (B, D, N)
+            stops = (stops * seen).sum(1) / count.clamp_min(1)  # the mean over the views that see each depth
+            along = along_ray_weights(stops.masked_fill(count == 0, -1e4), self.weighting)  # (B, D, N)
+            among = scores.masked_fill(seen == 0, -1e4).softmax(1)  # (B, K, D, N): which view, at each depth
+            weights = (along[:, None] * among * seen).flatten(1, 2)  # (B, K D, N)
         candidates = torch.cat([values, per_depth[:, None].expand(-1, k, -1, -1)], 2)  # (B, K, C + 3, P)
         candidates = candidates.view(b, k, c + 3, d, n).transpose(1, 2).flatten(2, 3)  # (B, C + 3, K D, N)
         return weights, candidates, candidates[:, :X_CHANNELS]
+
+    def _with_background(
+        self, weights: torch.Tensor, candidates: torch.Tensor, colours: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The search's weights (B, D', N), its candidates' evidence (B, C + 3, D', N) and colours
+        (B, 3, D', N) -> the same with the background as candidate D' + 1: the weight that passed
+        every depth, the learned colour and features, no spread, no view that sees it, the far end."""
+        b, _, _, n = candidates.shape
+        rest = (1 - weights.sum(1, keepdim=True)).clamp_min(0)  # (B, 1, N)
+        far = torch.tensor([0.0, 0.0, 1.0], device=candidates.device)  # spread, fraction seen, depth
+        background = torch.cat([self.background, far]).to(candidates.dtype)[None, :, None, None]
+        candidates = torch.cat([candidates, background.expand(b, -1, 1, n)], 2)
+        colours = torch.cat([colours, background[:, :X_CHANNELS].expand(b, -1, 1, n)], 2)
+        return torch.cat([weights, rest], 1), candidates, colours
 
     def _prior(self, prior: torch.Tensor, size: int, pixels: torch.Tensor | None) -> torch.Tensor:
         """The coarse weights over depth (B, D', h, w) -> their log at this module's D depths for

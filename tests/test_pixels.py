@@ -12,6 +12,7 @@ from gqn.data import viewpoints
 from gqn.errors import GQNError
 from gqn.model import GQN
 from gqn.pixels import (
+    OCCUPANCY_START,
     SEEN,
     Blend,
     PixelEvidence,
@@ -53,15 +54,47 @@ def test_a_query_at_a_context_camera_reads_that_views_own_pixels(channels, views
 
 @SEARCHES
 @pytest.mark.parametrize("sampling", ["uniform", "coarse"])
-def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels(views, sampling):
+@pytest.mark.parametrize("weighting", ["softmax", "transmittance"])
+def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels(views, sampling, weighting):
     torch.manual_seed(0)
-    evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=5, views=views, sampling=sampling)
+    evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=5, views=views, sampling=sampling, weighting=weighting)
     x, v = torch.rand(2, 3, 3, 16, 16), cameras(8, 1).view(2, 4, 7)
     prior = torch.rand(2, 7, 4, 4).softmax(1)
     pixels = torch.tensor([0, 17, 100, 255])
     every, some = evidence(x, v[:, :3], v[:, 3], prior), evidence(x, v[:, :3], v[:, 3], prior, pixels)
     for name in ("evidence", "weights", "colours", "seen"):
         torch.testing.assert_close(getattr(some, name), getattr(every, name)[..., pixels], msg=name)
+
+
+@SEARCHES
+def test_with_transmittance_what_passes_every_depth_sees_the_background(views):
+    # One view from the query's own camera: every depth of every ray lands on the pixel's own
+    # colour x. Each depth stops the ray with probability a, so the background (given the colour
+    # 0.5 here) takes (1 - a)^D of it and the copy is x (1 - (1 - a)^D) + 0.5 (1 - a)^D.
+    torch.manual_seed(0)
+    d = 6
+    evidence = PixelEvidence(3, FOV, NEAR, FAR, depths=d, views=views, weighting="transmittance")
+    with torch.no_grad():
+        evidence.background.fill_(0.5)
+    x, v = torch.rand(2, 1, 3, 16, 16), cameras(2, 0)
+    reading = evidence(x, v[:, None], v)
+    assert reading.weights.shape == (2, d + 1, 256) and reading.colours.shape == (2, 3, d + 1, 256)
+    torch.testing.assert_close(reading.weights.sum(1), torch.ones(2, 256))
+    torch.testing.assert_close(reading.colours[:, :, -1], torch.full((2, 3, 256), 0.5))
+    if views:  # untrained, the views' head gives every depth the same probability
+        a = torch.sigmoid(torch.tensor(OCCUPANCY_START))
+        rest = torch.full((2, 256), float((1 - a) ** d))
+    else:
+        rest = reading.weights[:, -1]
+        assert 0 < rest.min() and rest.max() < 1
+    torch.testing.assert_close(reading.weights[:, -1], rest)
+    copied = x[:, 0].flatten(2) * (1 - rest[:, None]) + 0.5 * rest[:, None]
+    torch.testing.assert_close(reading.evidence[:, :3], copied, atol=1e-5, rtol=0)
+    # A view that frames no point of the ray stops nothing: the whole ray sees the background.
+    away = v * torch.tensor([1, 1, 1, -1, -1, -1, 1])  # yaw + pi, pitch negated: the opposite axis
+    blind = evidence(x, away[:, None], v)
+    torch.testing.assert_close(blind.weights[:, -1], torch.ones(2, 256))
+    assert blind.seen.abs().max() == 0  # so the blend keeps the generator's colour there
 
 
 @pytest.mark.parametrize("per_ray", [False, True], ids=["shared-depths", "each-rays-own"])
@@ -132,11 +165,12 @@ def test_a_view_that_frames_no_point_of_the_ray_has_no_say_in_the_search_over_vi
     torch.testing.assert_close(reading.evidence[:, :3].view(2, 3, 16, 16), x[:, 0], atol=1e-5, rtol=0)
 
 
-def test_the_search_over_views_learns_to_copy_the_view_the_query_stands_at():
+@pytest.mark.parametrize("weighting", ["softmax", "transmittance"])
+def test_the_search_over_views_learns_to_copy_the_view_the_query_stands_at(weighting):
     # Noise images, so no depth makes the views agree: the colour to copy is the first view's,
     # whose camera is the query's. Only a search that can pick a view can copy it exactly.
     torch.manual_seed(0)
-    evidence = PixelEvidence(3, FOV, NEAR, FAR, depths=8, hidden=8, views=True)
+    evidence = PixelEvidence(3, FOV, NEAR, FAR, depths=8, hidden=8, views=True, weighting=weighting)
     x, v = torch.rand(2, 3, 3, 16, 16), cameras(8, 2).view(2, 4, 7)
     v = torch.cat([v[:, 3:], v[:, 1:3]], 1)  # the query's camera, then two others
     optimizer = torch.optim.Adam(evidence.parameters(), lr=3e-2)
@@ -262,9 +296,10 @@ def test_training_reads_a_share_of_the_pixels_and_prediction_reads_them_all():
 
 
 @SEARCHES
-def test_the_pixel_evidence_learns_with_the_rest(views):
+@pytest.mark.parametrize("weighting", ["softmax", "transmittance"])
+def test_the_pixel_evidence_learns_with_the_rest(views, weighting):
     torch.manual_seed(0)
-    model = sharp(search_views=views)
+    model = sharp(search_views=views, search_weighting=weighting)
     x, v = torch.rand(2, 4, 3, 16, 16), cameras(8, 3).view(2, 4, 7)
     model(x[:, :3], v[:, :3], x[:, 3], v[:, 3], sigma=0.7)["loss"].backward()
     for name, p in model.named_parameters():

@@ -210,6 +210,21 @@ def test_init_grows_pixel_evidence_onto_weights_without_it(data, tmp_path, capsy
     viewing, blended = load_checkpoint(views.checkpoint)["model"], load_checkpoint(blend.checkpoint)["model"]
     assert all(torch.equal(viewing[k], blended[k]) for k in viewing)
     assert {k.rsplit(".", 2)[0] for k in set(blended) - set(viewing)} == {"blend.spatial"}
+    # ... and so does the search's transmittance: a head on the score's last hidden layer and the
+    # background's colour.
+    through = dict(pixel_depths=4, search_hidden=8, search_views=True, search_weighting="transmittance")
+    transmitted = load_checkpoint(grow("o", "i", "through", **through).checkpoint)["model"]
+    assert "the search's transmittance is new (3 tensors)" in capsys.readouterr().out
+    assert set(transmitted) - set(viewing) == {
+        "evidence.background",
+        "evidence.occupancy.weight",
+        "evidence.occupancy.bias",
+    }
+    assert all(torch.equal(viewing[k], transmitted[k]) for k in viewing)
+    with pytest.raises(
+        GQNError, match=r"\(search_weighting: 'transmittance' in checkpoint, 'softmax' asked\)"
+    ):
+        grow("p", "o", "softmax", pixel_depths=4, search_hidden=8, search_views=True)
     # The search's loss only says how the weights are trained: --init may set it anew, all kept.
     mixed = grow("l", "i", "mixed", pixel_depths=4, search_hidden=8, search_views=True, search_width=0.2)
     assert " new (" not in capsys.readouterr().out

@@ -24,8 +24,9 @@ face). For each group, the PSNR over its pixels of:
                  the model's coarse attention puts its weight, with --floor of them even)
 
 and the blend's mean alpha, the search's largest weight there, the weight it puts on dark
-candidates (brightest channel under DARK: what the views see of Shepard-Metzler's black void) and,
-with `search_weighting` "transmittance", on the background candidate. A search that fails where
+candidates that a view saw (brightest channel under DARK: what the views see of Shepard-Metzler's
+black void) and, with `search_weighting` "transmittance", on the learned background, the last
+candidate (which "search's top", "nearest g" and "best depth" may then pick too). A search that fails where
 only one view saw the part, and works where two or three did, is held back by what one view alone
 cannot tell (no agreement to find); one that fails everywhere, by its ranking itself.
 
@@ -101,7 +102,8 @@ def misses_hull(model: GQN, background: torch.Tensor, cv: torch.Tensor, qv: torc
     """background (K, H, W) True where each context view shows the background, the context's
     cameras cv (Q, K, 7) and the queries' qv (Q, 7) -> (Q, H, W) True where the query pixel's ray
     misses the context views' visual hull: at each of HULL_DEPTHS depths from near to far some view
-    that frames the point shows the background there (nearest pixel)."""
+    that frames the point shows the background there (the views' background masks read bilinearly,
+    over half; a point no view frames carves nothing, so the hull is a generous one)."""
     evidence, (q, k), size = model.evidence, cv.shape[:2], background.shape[-1]
     origin, direction = rays(qv, size, evidence.fov)  # (Q, 3), (Q, H, W, 3)
     depth = torch.linspace(evidence.near, evidence.far, HULL_DEPTHS)
@@ -132,6 +134,8 @@ def main():
     p.add_argument("--hull", action="store_true", help="also the background rays that miss the visual hull")
     args = p.parse_args()
     model, loaded, seen_by = watched(args.checkpoint, p)
+    if args.without_prior and model.config.pixel_sampling == "coarse":
+        p.error("--without-prior: the coarse sampling places the depths by the prior and adds no logits")
     if args.without_prior:
         prior = model.evidence._prior
         model.evidence._prior = lambda *a: torch.zeros_like(prior(*a))  # log 1: uniform over depth
@@ -185,6 +189,8 @@ def main():
             per_pixel["alpha"] = blend_alpha(seen_by)
             per_pixel["largest weight"] = reading.weights.amax(1).view(b, h, w)
             dark = reading.colours.amax(1) < DARK  # (B, D', N)
+            if background_weight:
+                dark[:, -1] = False  # the learned background is no view's
             per_pixel["dark"] = (reading.weights * dark).sum(1).view(b, h, w)
             per_pixel["background"] = reading.weights[:, -1].view(b, h, w) * background_weight
             if args.hull:

@@ -122,6 +122,8 @@ def main():
     )
     results: dict[str, list[dict]] = {}
     if args.keep:
+        if Path(args.keep).exists() and any(Path(args.keep).iterdir()):
+            p.error(f"--keep {args.keep}: not empty (its run folders would be resumed, not trained anew)")
         Path(args.keep).mkdir(parents=True, exist_ok=True)
     with nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="gqn-learning-") as tmp:
         runs = {spec: parse_stages(spec, Path(tmp)) for spec in args.runs}  # every spec checked first

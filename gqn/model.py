@@ -91,8 +91,9 @@ class GQNConfig:
     # epipolar only), so that the same D look more closely where the surface is
     pixel_sampling: str = field(default="uniform", metadata={"choices": SAMPLINGS})
     # how the search weighs its candidates along each pixel's ray: "softmax" (every ray weighs
-    # some depth) or "transmittance" (each depth stops the ray with a learned probability, front
-    # to back, and what passes them all sees a learned background: volume rendering's compositing)
+    # some depth) or, with search_views, "transmittance" (each depth stops the ray with a learned
+    # probability, front to back, and what passes them all sees a learned background: volume
+    # rendering's compositing)
     search_weighting: str = field(default="softmax", metadata={"choices": RAY_WEIGHTINGS})
     # k: the blend of the copied colours into the generator's image also reads each pixel's k x k
     # neighbours, and may correct the generator's colour where a view sees the ray (odd; 0: per
@@ -133,6 +134,8 @@ class GQNConfig:
             raise GQNError("blend_spatial needs pixel evidence (pixel_depths > 0)")
         if self.search_views and (self.search_spatial or not self.pixel_depths):
             raise GQNError("search_views needs pixel evidence (pixel_depths > 0) and no search_spatial")
+        if self.search_weighting == "transmittance" and not self.search_views:
+            raise GQNError("search_weighting transmittance needs the search over views (search_views true)")
         if self.pixel_sampling == "coarse" and not (self.pixel_depths and self.representation == "epipolar"):
             raise GQNError(
                 "pixel_sampling coarse needs pixel evidence (pixel_depths > 0) and the epipolar representation"

@@ -26,6 +26,8 @@ cameras say exactly where each query pixel's ray lands in them. For every output
      the weight on the depth whose colour is the query's, where the error of the expected colour
      would be as happy with a blur of several), or with `search_width` the NLL of the mixture of
      its candidates' colours, whose gradient also reaches a good candidate it gives little weight.
+     With `views` and the weighting "transmittance" the depths are composited front to back as
+     volume rendering does, and what passes them all sees a learned background (`PixelEvidence`).
 
 `Blend` mixes that evidence into the generator's image: a per-pixel weight alpha (learned from the
 canvas u and the evidence) takes the copied colour where the views saw the point and agree, and
@@ -64,7 +66,7 @@ SAMPLINGS = ("uniform", "coarse")
 # against 48.2 dB).
 COARSE_FLOOR = 0.2
 # The logit at which the search's probability that a depth stops the ray starts, with weighting
-# "transmittance" and `views`: sigmoid(-2) = 0.12 at each of 16 depths lets 13% of a ray through to
+# "transmittance": sigmoid(-2) = 0.12 at each of 16 depths lets 13% of a ray through to
 # the background, so that neither the depths nor the background starts with all of the weight.
 OCCUPANCY_START = -2.0
 
@@ -110,6 +112,8 @@ class PixelEvidence(nn.Module):
             )
         if views and spatial:
             raise GQNError("the search over views has no spatial pass: set search_spatial 0")
+        if weighting == "transmittance" and not views:
+            raise GQNError("the search's transmittance needs the search over views: set search_views true")
         self.fov, self.near, self.far, self.depths, self.feature_channels = fov, near, far, depths, channels
         self.views, self.sampling, self.weighting = views, sampling, weighting
         # channels = 3: the colours alone, so nothing read from the views needs a gradient
@@ -134,23 +138,21 @@ class PixelEvidence(nn.Module):
             layers += [nn.ReLU(inplace=True)]
             width = hidden
         self.score = nn.Sequential(*layers, nn.Conv2d(width, 1, 1))
-        # weighting "transmittance": each depth along the ray stops it with a learned probability
+        # weighting "transmittance" (with `views`): each depth along the ray stops it with a learned probability
         # and is seen if nothing before it stopped it (volume rendering's compositing, front to
         # back), and what passes every depth sees the background, a candidate of its own whose
         # colour and features are learned (a black void on Shepard-Metzler). The softmax has no such
         # way out: every ray must weigh some depth, and on a background ray the depths whose views
         # agree on black are the right ones, which teaches the search that black agreement is a
-        # surface, on the object's rays too. With `views`, the probability at a depth is the mean
-        # over the views that see it of a head on the score's last hidden layer, and the softmax
-        # over those views of their scores shares it among them. The prior is an input then, not
-        # added to the scores.
+        # surface, on the object's rays too. The probability at a depth is the mean over the views
+        # that see it of a head on the score's last hidden layer, and the softmax over those views
+        # of their scores shares it among them. The prior is an input then, not added to the scores.
         self.background = self.occupancy = None
         if weighting == "transmittance":
             self.background = nn.Parameter(torch.zeros(channels))
-            if views:
-                self.occupancy = nn.Conv2d(width, 1, 1)
-                nn.init.zeros_(self.occupancy.weight)
-                nn.init.constant_(self.occupancy.bias, OCCUPANCY_START)
+            self.occupancy = nn.Conv2d(width, 1, 1)
+            nn.init.zeros_(self.occupancy.weight)
+            nn.init.constant_(self.occupancy.bias, OCCUPANCY_START)
         # Each view's weight at a point: exp(-agreement * its squared distance from the mean of the
         # views + facing * cos(the angle between its ray and the query's)), over the views that see it.
         self.agreement = nn.Parameter(torch.tensor(1.0))
@@ -220,7 +222,7 @@ class PixelEvidence(nn.Module):
         -> `Reading`, whose
         evidence (B, C + 4, N) is the colour and features the views saw where the ray meets the
         scene (C), their colours' spread over the views (1), the fraction of views that saw it (1),
-        its depth from near (0) to far (1) (1), and the largest weight over depth (1)."""
+        its depth from near (0) to far (1) (1), and the largest weight over the candidates (1)."""
         b, k, _, height, width = context_x.shape
         if height != width:
             raise GQNError(f"pixel evidence needs square frames, got {width}x{height}")
@@ -269,17 +271,10 @@ class PixelEvidence(nn.Module):
         if self.views:
             weights, candidates, colours = self._search_views(values, seen, facing, shared, per_depth, (d, n))
         else:
-            scores = self.along_ray(shared.view(b, -1, d, n))
-            if self.weighting == "softmax":
-                scores = scores + prior_logits.view(b, d, n)
+            scores = self.along_ray(shared.view(b, -1, d, n)) + prior_logits.view(b, d, n)
             if self.spatial is not None:
                 scores = scores + self.spatial(scores.view(b, d, *grid)).flatten(2)
-            if self.weighting == "softmax":
-                weights = scores.softmax(1)  # (B, D, N)
-            else:  # a depth that no view sees stops nothing
-                weights = along_ray_weights(
-                    scores.masked_fill(count.view(b, d, n) == 0, -1e4), self.weighting
-                )
+            weights = scores.softmax(1)  # (B, D, N)
             candidates = torch.cat([pooled, per_depth], 1).view(b, -1, d, n)  # (B, C + 3, D, N)
             colours = pooled[:, :X_CHANNELS].view(b, X_CHANNELS, d, n)
         if self.background is not None:  # what passes every depth: the background, the last candidate
@@ -323,7 +318,10 @@ class PixelEvidence(nn.Module):
         else:
             scores, stops = out.view(b, k, 2, d, n).unbind(2)
             count = seen.sum(1)  # (B, D, N)
-            stops = (stops * seen).sum(1) / count.clamp_min(1)  # the mean over the views that see each depth
+            stops = (stops.float() * seen).sum(1) / count.clamp_min(
+                1
+            )  # the mean over the views that see each depth
+            # a depth that no view sees stops nothing
             along = along_ray_weights(stops.masked_fill(count == 0, -1e4), self.weighting)  # (B, D, N)
             among = scores.masked_fill(seen == 0, -1e4).softmax(1)  # (B, K, D, N): which view, at each depth
             weights = (along[:, None] * among * seen).flatten(1, 2)  # (B, K D, N)
@@ -339,7 +337,7 @@ class PixelEvidence(nn.Module):
         every depth, the learned colour and features, no spread, no view that sees it, the far end."""
         b, _, _, n = candidates.shape
         rest = (1 - weights.sum(1, keepdim=True)).clamp_min(0)  # (B, 1, N)
-        far = torch.tensor([0.0, 0.0, 1.0], device=candidates.device)  # spread, fraction seen, depth
+        far = self.background.new_tensor([0.0, 0.0, 1.0])  # spread, fraction seen, depth
         background = torch.cat([self.background, far]).to(candidates.dtype)[None, :, None, None]
         candidates = torch.cat([candidates, background.expand(b, -1, 1, n)], 2)
         colours = torch.cat([colours, background[:, :X_CHANNELS].expand(b, -1, 1, n)], 2)

@@ -36,6 +36,12 @@ def cameras(n: int, seed: int) -> torch.Tensor:
 
 
 SEARCHES = pytest.mark.parametrize("views", [False, True], ids=["over-depths", "over-views-and-depths"])
+# the searches, and how they weigh their candidates (the transmittance is the search over views')
+WEIGHTINGS = pytest.mark.parametrize(
+    "views, weighting",
+    [(False, "softmax"), (True, "softmax"), (True, "transmittance")],
+    ids=["over-depths", "over-views-and-depths", "transmittance"],
+)
 
 
 @SEARCHES
@@ -52,9 +58,8 @@ def test_a_query_at_a_context_camera_reads_that_views_own_pixels(channels, views
     torch.testing.assert_close(out[:, SEEN], torch.ones(2, 16, 16))  # the one view sees every point
 
 
-@SEARCHES
+@WEIGHTINGS
 @pytest.mark.parametrize("sampling", ["uniform", "coarse"])
-@pytest.mark.parametrize("weighting", ["softmax", "transmittance"])
 def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels(views, sampling, weighting):
     torch.manual_seed(0)
     evidence = PixelEvidence(8, FOV, NEAR, FAR, depths=5, views=views, sampling=sampling, weighting=weighting)
@@ -66,14 +71,14 @@ def test_the_evidence_of_some_pixels_is_the_evidence_of_all_at_those_pixels(view
         torch.testing.assert_close(getattr(some, name), getattr(every, name)[..., pixels], msg=name)
 
 
-@SEARCHES
-def test_with_transmittance_what_passes_every_depth_sees_the_background(views):
+def test_with_transmittance_what_passes_every_depth_sees_the_background():
     # One view from the query's own camera: every depth of every ray lands on the pixel's own
-    # colour x. Each depth stops the ray with probability a, so the background (given the colour
-    # 0.5 here) takes (1 - a)^D of it and the copy is x (1 - (1 - a)^D) + 0.5 (1 - a)^D.
+    # colour x. Untrained, each depth stops the ray with probability a = sigmoid(OCCUPANCY_START),
+    # so the background (given the colour 0.5 here) takes (1 - a)^D of the ray and the copy is
+    # x (1 - (1 - a)^D) + 0.5 (1 - a)^D.
     torch.manual_seed(0)
     d = 6
-    evidence = PixelEvidence(3, FOV, NEAR, FAR, depths=d, views=views, weighting="transmittance")
+    evidence = PixelEvidence(3, FOV, NEAR, FAR, depths=d, views=True, weighting="transmittance")
     with torch.no_grad():
         evidence.background.fill_(0.5)
     x, v = torch.rand(2, 1, 3, 16, 16), cameras(2, 0)
@@ -81,20 +86,28 @@ def test_with_transmittance_what_passes_every_depth_sees_the_background(views):
     assert reading.weights.shape == (2, d + 1, 256) and reading.colours.shape == (2, 3, d + 1, 256)
     torch.testing.assert_close(reading.weights.sum(1), torch.ones(2, 256))
     torch.testing.assert_close(reading.colours[:, :, -1], torch.full((2, 3, 256), 0.5))
-    if views:  # untrained, the views' head gives every depth the same probability
-        a = torch.sigmoid(torch.tensor(OCCUPANCY_START))
-        rest = torch.full((2, 256), float((1 - a) ** d))
-    else:
-        rest = reading.weights[:, -1]
-        assert 0 < rest.min() and rest.max() < 1
-    torch.testing.assert_close(reading.weights[:, -1], rest)
-    copied = x[:, 0].flatten(2) * (1 - rest[:, None]) + 0.5 * rest[:, None]
+    rest = float((1 - torch.sigmoid(torch.tensor(OCCUPANCY_START))) ** d)
+    torch.testing.assert_close(reading.weights[:, -1], torch.full((2, 256), rest))
+    copied = x[:, 0].flatten(2) * (1 - rest) + 0.5 * rest
     torch.testing.assert_close(reading.evidence[:, :3], copied, atol=1e-5, rtol=0)
-    # A view that frames no point of the ray stops nothing: the whole ray sees the background.
+    # A view that frames no point of the ray stops nothing: the whole ray sees the background,
+    # and the blend keeps the generator's colour there (no view sees the ray).
     away = v * torch.tensor([1, 1, 1, -1, -1, -1, 1])  # yaw + pi, pitch negated: the opposite axis
     blind = evidence(x, away[:, None], v)
     torch.testing.assert_close(blind.weights[:, -1], torch.ones(2, 256))
-    assert blind.seen.abs().max() == 0  # so the blend keeps the generator's colour there
+    assert blind.evidence[:, SEEN].abs().max() == 0 and blind.seen.abs().max() == 0
+    # The pooled search has no views to share a depth among: it keeps the softmax.
+    with pytest.raises(GQNError, match="the search's transmittance needs the search over views"):
+        PixelEvidence(3, FOV, NEAR, FAR, depths=d, weighting="transmittance")
+    with pytest.raises(GQNError, match="search_weighting transmittance needs the search over views"):
+        tiny(
+            representation="epipolar",
+            fov=FOV,
+            near=NEAR,
+            far=FAR,
+            pixel_depths=4,
+            search_weighting="transmittance",
+        )
 
 
 @pytest.mark.parametrize("per_ray", [False, True], ids=["shared-depths", "each-rays-own"])
@@ -295,8 +308,7 @@ def test_training_reads_a_share_of_the_pixels_and_prediction_reads_them_all():
     torch.testing.assert_close(out["objective"], out["loss"] + out["search_nll"])
 
 
-@SEARCHES
-@pytest.mark.parametrize("weighting", ["softmax", "transmittance"])
+@WEIGHTINGS
 def test_the_pixel_evidence_learns_with_the_rest(views, weighting):
     torch.manual_seed(0)
     model = sharp(search_views=views, search_weighting=weighting)

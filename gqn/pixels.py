@@ -138,9 +138,9 @@ class PixelEvidence(nn.Module):
             layers += [nn.ReLU(inplace=True)]
             width = hidden
         self.score = nn.Sequential(*layers, nn.Conv2d(width, 1, 1))
-        # weighting "transmittance" (with `views`): each depth along the ray stops it with a learned probability
-        # and is seen if nothing before it stopped it (volume rendering's compositing, front to
-        # back), and what passes every depth sees the background, a candidate of its own whose
+        # weighting "transmittance" (with `views`): each depth along the ray stops it with a
+        # learned probability and is seen if nothing before it stopped it (volume rendering's
+        # compositing, front to back), and what passes every depth sees the background, a candidate of its own whose
         # colour and features are learned (a black void on Shepard-Metzler). The softmax has no such
         # way out: every ray must weigh some depth, and on a background ray the depths whose views
         # agree on black are the right ones, which teaches the search that black agreement is a
@@ -318,9 +318,8 @@ class PixelEvidence(nn.Module):
         else:
             scores, stops = out.view(b, k, 2, d, n).unbind(2)
             count = seen.sum(1)  # (B, D, N)
-            stops = (stops.float() * seen).sum(1) / count.clamp_min(
-                1
-            )  # the mean over the views that see each depth
+            # each depth's stopping logit: the mean over the views that see it
+            stops = (stops.float() * seen).sum(1) / count.clamp_min(1)
             # a depth that no view sees stops nothing
             along = along_ray_weights(stops.masked_fill(count == 0, -1e4), self.weighting)  # (B, D, N)
             among = scores.masked_fill(seen == 0, -1e4).softmax(1)  # (B, K, D, N): which view, at each depth
